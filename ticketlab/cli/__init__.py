@@ -20,14 +20,32 @@ COMMANDS = ["info"]
 EXIT_USAGE = 2
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with the ticketlab prefix on errors (argparse already exits 2 on usage errors)."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps paragraphs like argparse does, but keeps indented lines (examples) as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for block in text.split("\n\n"):
+            if block.startswith("examples:") or block.startswith("  "):
+                out.append("\n".join(indent + line for line in block.splitlines()))
+            else:
+                out.append(super()._fill_text(block, width, indent))
+        return "\n\n".join(out)
+
+
+class _SubParser(argparse.ArgumentParser):
+    """Sub-command parsers share the help formatter."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ticketlab.store import SCHEMA_VERSION
 
-    parser = _Parser(
+    parser = argparse.ArgumentParser(
+        formatter_class=HelpFormatter,
         prog="ticketlab",
         description="Generate lottery tickets by iterative magnitude pruning and analyse what pruning found.",
         epilog="Run 'ticketlab COMMAND --help' for the options and an example of each command.",
@@ -35,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"ticketlab {__version__} (ticket-file schema {SCHEMA_VERSION})"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubParser)
     for name in COMMANDS:
         importlib.import_module(f"ticketlab.cli.{name}").register(sub)
     return parser

@@ -200,15 +200,19 @@ def _open_h5(path: Path, mode: str, locking: bool | None = None) -> h5py.File:
         raise TicketFileError(f"{path}: no such file")
     if path.is_dir():
         raise TicketFileError(f"{path}: is a directory, not a ticket file")
-    try:
-        is_hdf5 = h5py.is_hdf5(str(path))
-    except OSError as err:
-        raise TicketFileError(f"{path}: cannot be read ({err.strerror or err})") from None
-    if not is_hdf5:
-        raise TicketFileError(f"{path}: not an HDF5 file, so not a ticket file")
     kwargs = {} if locking is None else {"locking": locking}
-    with _errors(path, "open"):
+    try:
         f = h5py.File(path, mode, **kwargs)
+    except OSError as err:
+        # classify only on failure, so that a good file is opened once
+        try:
+            is_hdf5 = h5py.is_hdf5(str(path))
+        except OSError:
+            is_hdf5 = True
+        if not is_hdf5:
+            raise TicketFileError(f"{path}: not an HDF5 file, so not a ticket file") from None
+        with _errors(path, "open"):
+            raise err
     try:
         with _errors(path, "open"):
             _check_ticket(f, path)
@@ -257,11 +261,12 @@ class DatasetInfo:
 
 
 class TicketFile:
-    """A ticket file opened read-only.
+    """A ticket file opened read-only: a consistent snapshot of the run as it was when opened.
 
-    Nothing is loaded until asked for: masks, weights and evaluations are read one dataset at a time. Used as
-    a context manager, the file handle stays open for the block; otherwise each call opens and closes the
-    file (so a long-lived object sees levels that a running training adds).
+    Nothing is loaded until asked for: masks, weights and evaluations are read one dataset at a time. The file
+    stays open until :meth:`close` (or the end of a ``with`` block); writers never modify an open file in place
+    (they replace it atomically), so a long-lived object keeps seeing the levels that existed when it was
+    opened — open the file again to see levels a running training has added since.
 
     Every error caused by the file (missing, not HDF5, truncated, not a ticket file, newer schema, no such
     level or branch) is a :class:`ticketlab.errors.TicketFileError` whose message names the file.
@@ -270,9 +275,15 @@ class TicketFile:
     def __init__(self, path: str | os.PathLike, *, locking: bool | None = None) -> None:
         self.path = Path(path)
         self._locking = locking
-        self._h5: h5py.File | None = None
-        with self._file() as f, _errors(self.path):
-            self.schema_version = int(f.attrs["schema_version"])
+        self._h5: h5py.File | None = _open_h5(self.path, "r", locking)
+        try:
+            with _errors(self.path):
+                self.schema_version = int(self._h5.attrs["schema_version"])
+                self._tensors = self._read_tensors(self._h5)
+                self._tensor_index = {t.name: t for t in self._tensors}
+        except BaseException:
+            self.close()
+            raise
 
     # -- handle management -------------------------------------------------------------------------------
 
@@ -285,9 +296,14 @@ class TicketFile:
         self.close()
 
     def close(self) -> None:
+        """Close the file handle; later calls reopen the file for the duration of each call."""
         if self._h5 is not None:
             self._h5.close()
             self._h5 = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def __repr__(self) -> str:
         return f"<TicketFile {str(self.path)!r}>"
@@ -346,16 +362,19 @@ class TicketFile:
     @property
     def tensors(self) -> list[TensorInfo]:
         """The masked tensors in model order (name, shape, kind, pruned)."""
-        with self._file() as f, _errors(self.path):
-            g = f["model"]
-            names = g["names"].asstr()[()]
-            kinds = g["kinds"].asstr()[()]
-            shapes = g["shapes"][()]
-            pruned = g["pruned"][()]
-            return [
-                TensorInfo(str(n), tuple(int(s) for s in sh), str(k), bool(p))
-                for n, k, sh, p in zip(names, kinds, shapes, pruned)
-            ]
+        return list(self._tensors)
+
+    @staticmethod
+    def _read_tensors(f: h5py.File) -> list[TensorInfo]:
+        g = f["model"]
+        names = g["names"].asstr()[()]
+        kinds = g["kinds"].asstr()[()]
+        shapes = g["shapes"][()]
+        pruned = g["pruned"][()]
+        return [
+            TensorInfo(str(n), tuple(int(s) for s in sh), str(k), bool(p))
+            for n, k, sh, p in zip(names, kinds, shapes, pruned)
+        ]
 
     @property
     def dataset(self) -> DatasetInfo | None:
@@ -407,14 +426,13 @@ class TicketFile:
     # -- masks ---------------------------------------------------------------------------------------------
 
     def _names(self, names: Iterable[str] | None) -> list[str]:
-        all_names = [t.name for t in self.tensors]
         if names is None:
-            return all_names
+            return [t.name for t in self._tensors]
         names = [names] if isinstance(names, str) else list(names)
-        unknown = [n for n in names if n not in all_names]
+        unknown = [n for n in names if n not in self._tensor_index]
         if unknown:
             raise TicketFileError(
-                f"{self.path}: no tensor {unknown[0]!r}; tensors: {', '.join(all_names)}"
+                f"{self.path}: no tensor {unknown[0]!r}; tensors: {', '.join(self._tensor_index)}"
             )
         return names
 
@@ -434,7 +452,7 @@ class TicketFile:
         names = self._names(names)
         with self._file() as f, _errors(self.path):
             g = self._level(f, level, branch)["masks"]
-            return {name: unpack_mask(g[name][()], tuple(g[name].attrs["shape"])) for name in names}
+            return {name: unpack_mask(g[name][()], self._tensor_index[name].shape) for name in names}
 
     def mask(self, level: int, name: str, *, branch: str | None = None) -> np.ndarray:
         """One tensor's mask at ``level``: a boolean array of the tensor's shape (one dataset read)."""
@@ -442,7 +460,7 @@ class TicketFile:
 
     def kept(self, level: int, *, branch: str | None = None) -> dict[str, int]:
         """Kept weights per tensor at ``level``, read from the stored counts without unpacking any mask."""
-        names = [t.name for t in self.tensors]
+        names = [t.name for t in self._tensors]
         with self._file() as f, _errors(self.path):
             counts = self._level(f, level, branch)["kept"][()]
         return {n: int(c) for n, c in zip(names, counts)}

@@ -1,0 +1,118 @@
+"""Ticket-file figures: mask storage (bits per weight) and mask read throughput.
+
+    python benchmarks/bench_store.py            # 25M-weight model, ~1 minute
+    python benchmarks/bench_store.py --quick    # 2.5M weights, a few seconds
+
+1. Bits per weight on disk for one level's masks at densities 1.0, 0.5, 0.1, 0.01 (uniform random masks, the
+   hardest case for compression at a given density; IMP masks have more structure and compress at least as well).
+2. Reading one level's masks into boolean arrays through ``TicketFile.masks`` versus a plain h5py read of the
+   same packed datasets plus ``numpy.unpackbits`` (the baseline), in the same process, interleaved, best of N.
+3. The cost of one ``write_level`` transaction (copy-on-write of the whole file) as the file grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ticketlab import store
+from ticketlab.masks import TensorInfo
+
+
+def model_tensors(scale: float) -> list[TensorInfo]:
+    """A 25M-weight model (scale=1): eight 512x512x3x3 convs and a 4096x1500 linear layer."""
+    c = max(8, int(512 * scale ** 0.5))
+    tensors = [TensorInfo(f"features.{i}.weight", (c, c, 3, 3), "conv") for i in range(8)]
+    tensors.append(TensorInfo("classifier.weight", (max(8, int(4096 * scale ** 0.5)), 1500), "linear"))
+    return tensors
+
+
+def baseline_read(path: Path, level: int, tensors: list[TensorInfo]) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        g = f[f"levels/{level}/masks"]
+        return {t.name: np.unpackbits(g[t.name][()], count=t.size).reshape(t.shape) for t in tensors}
+
+
+def ticketlab_read(path: Path, level: int) -> dict[str, np.ndarray]:
+    with store.open_ticket(path) as t:
+        return t.masks(level)
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a 2.5M-weight model instead of 25M")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+
+    tensors = model_tensors(0.1 if args.quick else 1.0)
+    n = sum(t.size for t in tensors)
+    rng = np.random.default_rng(0)
+    densities = [1.0, 0.5, 0.1, 0.01]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = store.create(Path(tmp) / "bench.h5", tensors=tensors, model="bench", method="random masks",
+                            config={})
+        writer = store.TicketWriter(path)
+        print(f"model: {len(tensors)} tensors, {n:,} weights\n")
+        print("1. mask storage on disk")
+        print(f"{'density':>8}  {'bits/weight':>11}  {'file bytes added':>16}  {'write s':>7}")
+        for level, d in enumerate(densities):
+            masks = {t.name: rng.random(t.shape, dtype=np.float32) < d for t in tensors}
+            before = path.stat().st_size
+            start = time.perf_counter()
+            writer.write_level(level, masks)
+            elapsed = time.perf_counter() - start
+            with h5py.File(path, "r") as f:
+                g = f[f"levels/{level}/masks"]
+                stored = sum(g[t.name].id.get_storage_size() for t in tensors)
+            print(f"{d:>8}  {8 * stored / n:>11.3f}  {path.stat().st_size - before:>16,}  {elapsed:>7.2f}")
+
+        print("\n2. reading one level's masks into boolean arrays (best of "
+              f"{args.repeats}, interleaved)")
+        print(f"{'density':>8}  {'ticketlab Mw/s':>14}  {'baseline Mw/s':>13}  {'ratio (time)':>12}"
+              f"  {'ratio, file open':>17}")
+        ratios = []
+        for level, d in enumerate(densities):
+            a = ticketlab_read(path, level)
+            b = baseline_read(path, level, tensors)
+            assert all(np.array_equal(a[k], b[k].view(bool)) for k in a)
+            t_ours, t_base = [], []
+            for _ in range(args.repeats):
+                t_ours.append(best_of(lambda: ticketlab_read(path, level), 1))
+                t_base.append(best_of(lambda: baseline_read(path, level, tensors), 1))
+            ours, base = min(t_ours), min(t_base)
+            ratios.append(ours / base)
+            with store.open_ticket(path) as t:  # reading from a file that is already open
+                held = best_of(lambda: t.masks(level), args.repeats)
+            print(f"{d:>8}  {n / ours / 1e6:>14.0f}  {n / base / 1e6:>13.0f}  {ours / base:>12.2f}"
+                  f"  {held / base:>17.2f}")
+        print(f"\nworst ticketlab/baseline time ratio, open + read: {max(ratios):.2f} (target <= 1.5)")
+
+        print("\n3. write_level transaction cost as the file grows (copy-on-write of the whole file)")
+        masks = {t.name: rng.random(t.shape, dtype=np.float32) < 0.2 for t in tensors}
+        weights = {t.name: rng.standard_normal(t.shape, dtype=np.float32) * masks[t.name] for t in tensors}
+        print(f"{'file MB':>8}  {'write s':>7}  {'of which copy s':>15}")
+        for level in range(len(densities), len(densities) + 3):
+            size = path.stat().st_size
+            start = time.perf_counter()
+            writer.write_level(level, masks, weights=weights)
+            elapsed = time.perf_counter() - start
+            copy = best_of(lambda: Path(tmp, "copy.h5").write_bytes(path.read_bytes()), 1)
+            print(f"{size / 1e6:>8.1f}  {elapsed:>7.2f}  {copy:>15.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,7 @@ from ticketlab._version import __version__
 from ticketlab.errors import TicketlabError
 
 # Sub-command modules, in the order ``ticketlab --help`` lists them.
-COMMANDS = ["info"]
+COMMANDS = ["info", "data"]
 
 EXIT_USAGE = 2
 

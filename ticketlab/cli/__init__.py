@@ -15,7 +15,10 @@ from ticketlab._version import __version__
 from ticketlab.errors import TicketlabError
 
 # Sub-command modules, in the order ``ticketlab --help`` lists them.
-COMMANDS = ["info", "data"]
+COMMANDS = ["train", "info", "models", "presets", "strategies", "data"]
+
+# Commands registered by a module of another name (one module registers several listing commands).
+_MODULES = {"models": "registries", "presets": "registries", "strategies": "registries"}
 
 EXIT_USAGE = 2
 
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"ticketlab {__version__} (ticket-file schema {SCHEMA_VERSION})"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubParser)
-    for name in COMMANDS:
+    for name in dict.fromkeys(_MODULES.get(n, n) for n in COMMANDS):
         importlib.import_module(f"ticketlab.cli.{name}").register(sub)
     return parser
 

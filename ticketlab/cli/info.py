@@ -66,7 +66,8 @@ def collect(path: str, layers: bool = False, branches: bool = True) -> dict[str,
                 for x in tensors
             ],
             "checkpoints": t.checkpoints(),
-            "levels": t.summary(branches=branches).to_dict("records"),
+            "levels": [{**r, "branch": r["branch"] if isinstance(r["branch"], str) else None}
+                       for r in t.summary(branches=branches).to_dict("records")],
         }
         if layers:
             out["layers"] = t.layer_summary().to_dict("records")

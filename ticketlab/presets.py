@@ -1,0 +1,181 @@
+"""Presets: the hyperparameters of the papers, by name (``ticketlab presets``), overridable flag by flag.
+
+A preset is a flat mapping of option names to values; option names are those of ``ticketlab train``'s flags
+(``--batch-size`` ↔ ``batch_size``). Lengths may be given in iterations (``iterations``) or epochs
+(``epochs``); milestones and warm-up accept ``"91ep"``-style epoch values. :func:`build_config` resolves a preset
+plus overrides into a :class:`~ticketlab.imp.RunConfig`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ticketlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    reference: str
+    options: Mapping[str, Any]
+
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def _register(name: str, description: str, reference: str, **options: Any) -> None:
+    if name in _PRESETS:
+        raise ValueError(f"preset {name!r} already registered")
+    _PRESETS[name] = Preset(name, description, reference, options)
+
+
+_register(
+    "quickstart",
+    "LeNet-300-100 on the shipped MNIST: 4 short levels at 50%/level with the reinit control; ~3 min on 2 CPU cores",
+    "a scaled-down Frankle & Carbin (2019) LeNet experiment",
+    model="lenet300", dataset="mnist", strategy="layer_magnitude", rate=0.5, output_rate=0.25, levels=4,
+    reset="rewind-init", controls=["reinit"], optimizer="adam", lr=1.2e-3, batch_size=60, iterations=1200,
+    eval_every=200,
+)
+_register(
+    "lth-lenet300",
+    "LeNet-300-100/MNIST, Adam 1.2e-3, batch 60, 50K iterations, layer-wise 20% (output 10%), rewind to init",
+    "Frankle & Carbin 2019, Fig. 2 and App. G",
+    model="lenet300", dataset="mnist", strategy="layer_magnitude", rate=0.2, output_rate=0.1, levels=15,
+    reset="rewind-init", optimizer="adam", lr=1.2e-3, batch_size=60, iterations=50_000, eval_every=100,
+)
+_register(
+    "lth-conv2",
+    "Conv-2/CIFAR-10, Adam 2e-4, batch 60, 20K iterations, conv 10%, fc 20% (output 10%), rewind to init",
+    "Frankle & Carbin 2019, Fig. 2 and App. H",
+    model="conv2", dataset="cifar10", strategy="layer_magnitude", rate=0.2, layer_rates=[["convs.*", 0.1]],
+    output_rate=0.1, levels=20, reset="rewind-init", optimizer="adam", lr=2e-4, batch_size=60, iterations=20_000,
+    eval_every=100,
+)
+_register(
+    "lth-conv4",
+    "Conv-4/CIFAR-10, Adam 3e-4, batch 60, 25K iterations, conv 10%, fc 20% (output 10%), rewind to init",
+    "Frankle & Carbin 2019, Fig. 2 and App. H",
+    model="conv4", dataset="cifar10", strategy="layer_magnitude", rate=0.2, layer_rates=[["convs.*", 0.1]],
+    output_rate=0.1, levels=20, reset="rewind-init", optimizer="adam", lr=3e-4, batch_size=60, iterations=25_000,
+    eval_every=100,
+)
+_register(
+    "lth-conv6",
+    "Conv-6/CIFAR-10, Adam 3e-4, batch 60, 30K iterations, conv 15%, fc 20% (output 10%), rewind to init",
+    "Frankle & Carbin 2019, Fig. 2 and App. H",
+    model="conv6", dataset="cifar10", strategy="layer_magnitude", rate=0.2, layer_rates=[["convs.*", 0.15]],
+    output_rate=0.1, levels=20, reset="rewind-init", optimizer="adam", lr=3e-4, batch_size=60, iterations=30_000,
+    eval_every=100,
+)
+_register(
+    "openlth-lenet300",
+    "OpenLTH's mnist_lenet_300_100: SGD 0.1, batch 128, 40 epochs, global 20%, output layer not pruned",
+    "OpenLTH (facebookresearch/open_lth) default hyperparameters",
+    model="lenet300", dataset="mnist", strategy="global_magnitude", rate=0.2, output_rate=0.0, levels=15,
+    reset="rewind-init", optimizer="sgd", lr=0.1, batch_size=128, epochs=40, eval_every=0,
+)
+_register(
+    "renda-resnet20",
+    "ResNet-20/CIFAR-10, SGD 0.1 momentum 0.9, wd 1e-4, batch 128, 182 epochs (x0.1 at 91, 136), global 20%, "
+    "learning-rate rewinding",
+    "Renda, Frankle & Carbin 2020 (CIFAR-10 ResNet schedule of He et al. 2016)",
+    model="resnet20", dataset="cifar10", strategy="global_magnitude", rate=0.2, levels=10, reset="lr-rewind",
+    optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, epochs=182, schedule="step",
+    milestones=["91ep", "136ep"], gamma=0.1, augment=True, eval_every=0,
+)
+
+DEFAULT_PRESET = "quickstart"
+
+#: Option names: RunConfig fields, TrainConfig fields, and `epochs`.
+RUN_KEYS = {"model", "dataset", "strategy", "rate", "output_rate", "norm", "layer_rates", "exclude", "levels",
+            "reset", "controls", "retrain_iterations", "val_size", "split_seed", "augment", "seed", "data_dir"}
+TRAIN_KEYS = {"optimizer", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps", "schedule", "milestones",
+              "gamma", "warmup_iterations", "batch_size", "iterations", "eval_every"}
+
+
+def list_presets() -> list[Preset]:
+    """Every preset, in registration order."""
+    return list(_PRESETS.values())
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _PRESETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(_PRESETS)}{hint}") from None
+
+
+def _to_iterations(value: Any, steps_per_epoch: int, what: str) -> int:
+    """``500`` / ``"500"`` / ``"500it"`` → 500; ``"2ep"`` → 2 × steps per epoch."""
+    text = str(value).strip()
+    try:
+        if text.endswith("ep"):
+            return int(round(float(text[:-2]) * steps_per_epoch))
+        return int(text[:-2] if text.endswith("it") else text)
+    except ValueError:
+        raise ConfigError(f"{what} must be iterations (e.g. 500) or epochs (e.g. 2ep); got {value!r}") from None
+
+
+def build_config(preset: str | None = None, **overrides: Any):
+    """Resolve a preset plus overrides (``None`` values are ignored) into a :class:`~ticketlab.imp.RunConfig`."""
+    from ticketlab.datasets import get_dataset_spec
+    from ticketlab.imp import RunConfig
+    from ticketlab.training import TrainConfig, steps_per_epoch
+
+    options = dict(get_preset(preset or DEFAULT_PRESET).options)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = [k for k in given if k not in RUN_KEYS | TRAIN_KEYS | {"epochs"}]
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}")
+    if "iterations" in given and "epochs" in given:
+        raise ConfigError("give the training length as iterations or as epochs, not both")
+    if "iterations" in given:
+        options.pop("epochs", None)
+    if "epochs" in given:
+        options.pop("iterations", None)
+    options.update(given)
+    run = {k: v for k, v in options.items() if k in RUN_KEYS}
+    tr = {k: v for k, v in options.items() if k in TRAIN_KEYS}
+    val_size = run.get("val_size", RunConfig.val_size)
+    spec = get_dataset_spec(run.get("dataset", RunConfig.dataset))
+    spe = steps_per_epoch(spec.train_size - val_size, tr.get("batch_size", TrainConfig.batch_size))
+    if "epochs" in options:
+        epochs = float(options["epochs"])
+        if epochs <= 0:
+            raise ConfigError(f"epochs must be > 0; got {options['epochs']!r}")
+        tr["iterations"] = max(1, int(round(epochs * spe)))
+    if "milestones" in tr:
+        tr["milestones"] = tuple(_to_iterations(m, spe, "milestones") for m in tr["milestones"])
+    if "warmup_iterations" in tr:
+        tr["warmup_iterations"] = _to_iterations(tr["warmup_iterations"], spe, "warm-up")
+    if tr.get("optimizer", "sgd") != "sgd" and "momentum" in tr and tr["momentum"] == 0:
+        tr.pop("momentum")
+    run["train"] = TrainConfig(**tr)
+    if "layer_rates" in run:
+        run["layer_rates"] = tuple(tuple(x) for x in run["layer_rates"])
+    for key in ("exclude", "controls"):
+        if key in run:
+            run[key] = tuple(run[key])
+    return RunConfig(**run)
+
+
+def preset_as_flags(preset: Preset) -> str:
+    """The preset as the equivalent ``ticketlab train`` flags."""
+    parts = []
+    for k, v in preset.options.items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            parts.append(flag if v else "")
+        elif k == "layer_rates":
+            parts += [f"--layer-rate {p}={r}" for p, r in v]
+        elif isinstance(v, (list, tuple)):
+            parts.append(f"{flag} {','.join(map(str, v))}")
+        else:
+            parts.append(f"{flag} {v}")
+    return " ".join(p for p in parts if p)

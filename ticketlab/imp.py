@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from ticketlab import store
-from ticketlab.errors import ConfigError
+from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.masks import TensorInfo
 from ticketlab.training import TrainConfig, derive_seed, lr_at, steps_per_epoch, train
 
@@ -334,6 +334,67 @@ def _rng(seed: int, stream: int, level: int) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, stream, level))
 
 
+def _torch_weights(weights: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
+
+
+class Distributed:
+    """The process group a run belongs to; a single process is a group of one.
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), the group is initialised with the gloo
+    backend on CPU and NCCL on CUDA (one GPU per process, ``LOCAL_RANK``). Rank 0 is the *primary*: it creates
+    the ticket file, prunes and writes; :meth:`on_primary` runs a function there and hands its result (or its
+    error) to every rank, so all ranks train with the same mask.
+    """
+
+    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None) -> None:
+        self.rank, self.world, self.device = rank, world, device
+
+    @classmethod
+    def from_environment(cls, device: str = "auto") -> "Distributed":
+        import os
+
+        import torch.distributed as dist
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        dev = resolve_device(device)
+        if dev.type == "cuda":
+            dev = torch.device("cuda", local)
+            torch.cuda.set_device(dev)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), dev)
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def primary(self) -> bool:
+        return self.rank == 0
+
+    def on_primary(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on rank 0 only and return its result on every rank (re-raising its error everywhere)."""
+        if not self.active:
+            return fn()
+        import torch.distributed as dist
+
+        box: list[Any] = [None]
+        if self.primary:
+            try:
+                box[0] = ("ok", fn())
+            except TicketlabError as err:  # bad input: every rank reports it and exits 2
+                box[0] = ("error", str(err))
+        dist.broadcast_object_list(box, src=0)
+        status, value = box[0]
+        if status == "error":
+            raise ConfigError(value)
+        return value
+
+
 @dataclass
 class _Data:
     train: tuple[torch.Tensor, torch.Tensor]
@@ -387,7 +448,8 @@ class IMPRun:
                  log: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.path = Path(path)
-        self.device = resolve_device(device)
+        self.dist = Distributed.from_environment(device)
+        self.device = self.dist.device if self.dist.active else resolve_device(device)
         self.progress = progress
         self.log = log or (lambda line: None)
         self.data = data if data is not None else load_data(config)
@@ -472,10 +534,15 @@ class IMPRun:
         model = self._new_model(0)
         model.load_state_dict(start_weights)
         model.to(self.device)
+        if self.dist.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         result = train(model, masks, self.data.train, config, start_iteration=window[0], stop_iteration=window[1],
                        seed=self.config.seed, device=self.device, val=self.data.val, test=self.data.test,
                        callback=callback, progress=self.progress, augment=self.augment)
-        return _state_dict(model), result.to_evaluation(self.data.num_classes)
+        from ticketlab.training import unwrap_model
+
+        return _state_dict(unwrap_model(model)), result.to_evaluation(self.data.num_classes)
 
     def _retrain(self, start_weights, masks, desc: str):
         c = self.config
@@ -515,20 +582,27 @@ class IMPRun:
 
     def run(self, *, resume: bool = False, overwrite: bool = False, start_mask: Mapping[str, np.ndarray] | None = None
             ) -> Path:
-        """Run (or resume) the whole IMP chain; returns the ticket file's path."""
-        c = self.config
-        if self.path.exists() and not (resume or overwrite):
-            raise ConfigError(f"{self.path} already exists; use --resume to continue it or --overwrite to replace it")
-        if resume and self.path.exists():
-            self._check_resumable()
-            t = store.open_ticket(self.path)
-            init = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in t.weights("init").items()}
-            done = t.levels
-            t.close()
-        else:
-            init = self._create(overwrite=overwrite)
-            done = []
-        writer = store.TicketWriter(self.path)
+        """Run (or resume) the whole IMP chain; returns the ticket file's path.
+
+        Under ``torchrun`` (several processes), rank 0 creates the file, prunes and writes; every rank trains its
+        share of each batch (DistributedDataParallel) and receives the same mask from rank 0.
+        """
+        c, d = self.config, self.dist
+
+        def prepare() -> list[int]:
+            if self.path.exists() and not (resume or overwrite):
+                raise ConfigError(f"{self.path} already exists; use --resume to continue it or --overwrite to "
+                                  "replace it")
+            if resume and self.path.exists():
+                self._check_resumable()
+                return store.open_ticket(self.path).levels
+            self._create(overwrite=overwrite)
+            return []
+
+        done = d.on_primary(prepare)
+        with store.open_ticket(self.path) as t:
+            init = _torch_weights(t.weights("init"))
+        writer = store.TicketWriter(self.path) if d.primary else None
         initial_masks = {t.name: np.ones(t.shape, bool) for t in self.tensors}
         if start_mask is not None:
             from ticketlab.masks import check_masks
@@ -547,43 +621,48 @@ class IMPRun:
             start = time.perf_counter()
             trained, ev = self._train(_masked(init, initial_masks), initial_masks, (0, c.train.iterations), c.train,
                                       "level 0", callback=capture if rewind_k is not None else None)
-            if rewind_k is not None:
-                writer.write_checkpoint("rewind", snapshot["rewind"], iteration=rewind_k, overwrite=True)
-            writer.write_level(0, initial_masks, evaluation=ev, weights=trained,
-                               attrs={"wall_time": time.perf_counter() - start})
-            self.log(self._line(0))
-        t = store.open_ticket(self.path)
+
+            def write() -> None:
+                if rewind_k is not None:
+                    writer.write_checkpoint("rewind", snapshot["rewind"], iteration=rewind_k, overwrite=True)
+                writer.write_level(0, initial_masks, evaluation=ev, weights=trained,
+                                   attrs={"wall_time": time.perf_counter() - start})
+                self.log(self._line(0))
+
+            d.on_primary(write)
         rewind = None
         if rewind_k is not None:
-            rewind = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in t.weights("rewind").items()}
-        t.close()
+            with store.open_ticket(self.path) as t:
+                rewind = _torch_weights(t.weights("rewind"))
 
         for level in range(1, c.levels + 1):
-            t = store.open_ticket(self.path)
-            have_level = level in t.levels
-            have_branches = set(t.branches(level)) if have_level else set()
-            if have_level and have_branches >= set(c.controls):
-                t.close()
-                continue
-            prev_masks = t.masks(level - 1)
-            prev_trained = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in t.weights(level=level - 1).items()}
-            t.close()
-            masks = self._prune(prev_trained, prev_masks, level)
+            with store.open_ticket(self.path) as t:
+                have_level = level in t.levels
+                have_branches = set(t.branches(level)) if have_level else set()
+                if have_level and have_branches >= set(c.controls):
+                    continue
+                prev_masks = t.masks(level - 1)
+                prev_trained = _torch_weights(t.weights(level=level - 1))
+                stored_masks = t.masks(level) if have_level else None
             start_weights = self._start_weights(level, init, rewind, prev_trained)
-            if c.reset == "shuffle":
-                masks = self._shuffled(masks, _rng(c.seed, _SHUFFLE, level))
-            if not have_level:
+            if stored_masks is not None:
+                masks = stored_masks
+            else:
+                def prune_level() -> dict[str, np.ndarray]:
+                    m = self._prune(prev_trained, prev_masks, level)
+                    return self._shuffled(m, _rng(c.seed, _SHUFFLE, level)) if c.reset == "shuffle" else m
+
+                masks = d.on_primary(prune_level)
                 start = time.perf_counter()
                 trained, ev = self._retrain(_masked(start_weights, masks), masks, f"level {level}")
-                writer.write_level(level, masks, evaluation=ev, weights=trained,
-                                   attrs={"rate": c.rate, "wall_time": time.perf_counter() - start})
-            else:
-                masks = store.open_ticket(self.path).masks(level)
+                d.on_primary(lambda: writer.write_level(
+                    level, masks, evaluation=ev, weights=trained,
+                    attrs={"rate": c.rate, "wall_time": time.perf_counter() - start}))
             for control in c.controls:
                 if control not in have_branches:
                     self._control(writer, control, level, masks, start_weights)
-            self.log(self._line(level))
-        writer.set_status("complete")
+            d.on_primary(lambda: self.log(self._line(level)))
+        d.on_primary(lambda: writer.set_status("complete"))
         return self.path
 
     def _start_weights(self, level: int, init, rewind, prev_trained) -> dict[str, torch.Tensor]:
@@ -596,22 +675,24 @@ class IMPRun:
             return _state_dict(self._new_model(derive_seed(self.config.seed, _REINIT, level)))
         return prev_trained  # lr-rewind, finetune
 
-    def _control(self, writer: store.TicketWriter, control: str, level: int, masks, start_weights) -> None:
+    def _control(self, writer: store.TicketWriter | None, control: str, level: int, masks, start_weights) -> None:
         c = self.config
         if control == "reinit":
             seed = derive_seed(c.seed, _CONTROL_REINIT, level)
             m, w = masks, _state_dict(self._new_model(seed))
         elif control == "shuffle":
             seed = derive_seed(c.seed, _CONTROL_SHUFFLE, level)
-            m, w = self._shuffled(masks, np.random.default_rng(seed)), start_weights
+            m = self.dist.on_primary(lambda: self._shuffled(masks, np.random.default_rng(seed)))
+            w = start_weights
         else:
             seed = derive_seed(c.seed, _CONTROL_RANDOM, level)
-            m = self._random_like(masks, np.random.default_rng(seed))
+            m = self.dist.on_primary(lambda: self._random_like(masks, np.random.default_rng(seed)))
             w = _state_dict(self._new_model(derive_seed(seed, 1)))
         w = _masked(w, m)
         trained, ev = self._retrain(w, m, f"level {level} {control}")
-        writer.write_branch(level, control, m, kind=control, evaluation=ev, init_weights=w, weights=trained,
-                            seed=seed, description=CONTROLS[control])
+        self.dist.on_primary(lambda: writer.write_branch(
+            level, control, m, kind=control, evaluation=ev, init_weights=w, weights=trained, seed=seed,
+            description=CONTROLS[control]))
 
     def _line(self, level: int) -> str:
         t = store.open_ticket(self.path)

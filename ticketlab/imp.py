@@ -292,6 +292,8 @@ class RunConfig:
         """The settings that must match for ``--resume`` to continue a run (everything but ``data_dir``)."""
         d = self.to_dict()
         d.pop("data_dir")
+        for k, v in d.pop("train").items():  # flat, so that a refusal names the one setting that differs
+            d[f"train.{k}"] = v
         return d
 
 
@@ -347,8 +349,23 @@ class Distributed:
     error) to every rank, so all ranks train with the same mask.
     """
 
-    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None) -> None:
+    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None, owned: bool = False
+                 ) -> None:
         self.rank, self.world, self.device = rank, world, device
+        self._owned = owned  # whether we initialised the process group (and so must destroy it)
+
+    def close(self) -> None:
+        """Destroy the process group if this object created it (gloo aborts at exit otherwise)."""
+        if self._owned:
+            import gc
+
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                gc.collect()  # DDP reducers still referring to the group must go first
+                dist.barrier()  # no rank tears down while another still talks to it
+                dist.destroy_process_group()
+            self._owned = False
 
     @classmethod
     def from_environment(cls, device: str = "auto") -> "Distributed":
@@ -364,9 +381,10 @@ class Distributed:
         if dev.type == "cuda":
             dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
-        if not dist.is_initialized():
+        owned = not dist.is_initialized()
+        if owned:
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size(), dev)
+        return cls(dist.get_rank(), dist.get_world_size(), dev, owned)
 
     @property
     def active(self) -> bool:
@@ -569,6 +587,8 @@ class IMPRun:
         stored = dict(t.config)
         stored.pop("seeds", None)
         stored.pop("data_dir", None)
+        for k, v in stored.pop("train", {}).items():
+            stored[f"train.{k}"] = v
         mine = self.config.identity()
         diff = [k for k in mine if stored.get(k) != mine[k]]
         if diff:
@@ -587,7 +607,18 @@ class IMPRun:
         Under ``torchrun`` (several processes), rank 0 creates the file, prunes and writes; every rank trains its
         share of each batch (DistributedDataParallel) and receives the same mask from rank 0.
         """
+        try:
+            return self._run(resume, overwrite, start_mask)
+        finally:
+            self.dist.close()
+
+    def _run(self, resume: bool, overwrite: bool, start_mask: Mapping[str, np.ndarray] | None) -> Path:
         c, d = self.config, self.dist
+        initial_masks = {t.name: np.ones(t.shape, bool) for t in self.tensors}
+        if start_mask is not None:  # validated before anything is written
+            from ticketlab.masks import check_masks
+
+            initial_masks = check_masks(start_mask, self.tensors)
 
         def prepare() -> list[int]:
             if self.path.exists() and not (resume or overwrite):
@@ -603,11 +634,6 @@ class IMPRun:
         with store.open_ticket(self.path) as t:
             init = _torch_weights(t.weights("init"))
         writer = store.TicketWriter(self.path) if d.primary else None
-        initial_masks = {t.name: np.ones(t.shape, bool) for t in self.tensors}
-        if start_mask is not None:
-            from ticketlab.masks import check_masks
-
-            initial_masks = check_masks(start_mask, self.tensors)
         rewind_k = c.rewind_iteration() if parse_reset(c.reset)[0] == "rewind" else None
 
         # level 0: the dense network (or the given start mask), trained for the full schedule from θ0

@@ -111,6 +111,16 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(_PRESETS)}{hint}") from None
 
 
+#: Value that resets an option to its default (``--output-rate none``, ``--controls none``).
+UNSET = "none"
+
+
+def _is_global(strategy: str) -> bool:
+    from ticketlab.pruning import get_strategy
+
+    return get_strategy(strategy).scope == "global"
+
+
 def _to_iterations(value: Any, steps_per_epoch: int, what: str) -> int:
     """``500`` / ``"500"`` / ``"500it"`` → 500; ``"2ep"`` → 2 × steps per epoch."""
     text = str(value).strip()
@@ -140,6 +150,15 @@ def build_config(preset: str | None = None, **overrides: Any):
     if "epochs" in given:
         options.pop("iterations", None)
     options.update(given)
+    for key, value in list(options.items()):
+        if value == UNSET:  # an explicit "none": the option's default
+            del options[key]
+    if "strategy" in given and _is_global(options["strategy"]):
+        # a preset's layer-wise-only options do not carry over to a global strategy chosen by flag
+        if "layer_rates" not in given:
+            options.pop("layer_rates", None)
+        if "output_rate" not in given and options.get("output_rate"):
+            options.pop("output_rate")
     run = {k: v for k, v in options.items() if k in RUN_KEYS}
     tr = {k: v for k, v in options.items() if k in TRAIN_KEYS}
     val_size = run.get("val_size", RunConfig.val_size)
@@ -166,8 +185,17 @@ def build_config(preset: str | None = None, **overrides: Any):
 
 
 def preset_as_flags(preset: Preset) -> str:
-    """The preset as the equivalent ``ticketlab train`` flags."""
+    """The preset as ``ticketlab train`` flags that are equivalent to ``--preset NAME`` on their own.
+
+    Flags apply on top of the default preset, so options it sets and this preset does not are reset with
+    ``none``.
+    """
     parts = []
+    defaults = get_preset(DEFAULT_PRESET).options
+    lengths = {"iterations", "epochs"}
+    for k in defaults:
+        if k not in preset.options and not (k in lengths and lengths & set(preset.options)):
+            parts.append(f"--{k.replace('_', '-')} {UNSET}")
     for k, v in preset.options.items():
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):

@@ -10,8 +10,19 @@ from ticketlab.cli import example_epilog
 from ticketlab.errors import ConfigError
 
 
-def _csv(text: str) -> list[str]:
+def _csv(text: str) -> list[str] | str:
+    if text.strip().lower() == "none":
+        return "none"
     return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _rate_or_none(text: str) -> float | str:
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none'; got {text!r}") from None
 
 
 def _layer_rate(text: str) -> tuple[str, float]:
@@ -61,8 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("pruning")
     g.add_argument("--strategy", help="pruning strategy (see 'ticketlab strategies')")
     g.add_argument("--rate", type=float, help="fraction of the remaining weights pruned per level, in (0, 1)")
-    g.add_argument("--output-rate", type=float,
-                   help="rate of the output layer (layer-wise strategies); 0 leaves it unpruned")
+    g.add_argument("--output-rate", type=_rate_or_none,
+                   help="rate of the output layer (layer-wise strategies); 0 leaves it unpruned; none = --rate")
     g.add_argument("--layer-rate", type=_layer_rate, action="append", metavar="PATTERN=RATE",
                    help="rate for tensors matching a pattern, e.g. 'convs.*=0.1' (repeatable)")
     g.add_argument("--norm", choices=["l1", "l2", "linf"], help="norm of ln_structured pruning")
@@ -70,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--levels", type=int, help="pruning steps after the dense level 0")
     g.add_argument("--reset", help="rewind-init, rewind:K (iterations; Kep for epochs), lr-rewind, finetune, reinit, "
                    "shuffle")
-    g.add_argument("--controls", type=_csv, help="comma-separated controls trained at every level: reinit,shuffle,random")
+    g.add_argument("--controls", type=_csv, help="comma-separated controls trained at every level: reinit,shuffle,random (none: no controls)")
     g.add_argument("--retrain-iterations", type=int, help="retraining length per pruned level (default: full schedule)")
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", help="sgd, adam or adamw")

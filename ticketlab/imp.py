@@ -557,7 +557,8 @@ class IMPRun:
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         result = train(model, masks, self.data.train, config, start_iteration=window[0], stop_iteration=window[1],
                        seed=self.config.seed, device=self.device, val=self.data.val, test=self.data.test,
-                       callback=callback, progress=self.progress, augment=self.augment)
+                       callback=callback, progress=self.progress if self.dist.primary else False,
+                       augment=self.augment, desc=desc)
         from ticketlab.training import unwrap_model
 
         return _state_dict(unwrap_model(model)), result.to_evaluation(self.data.num_classes)

@@ -817,6 +817,14 @@ def _check_xy(what: str, pair: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, or (0, 1)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _derive_generator(seed: int, stream: int, index: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(derive_seed(seed, stream, index))
 
@@ -839,6 +847,7 @@ def train(
     state: TrainState | None = None,
     eval_batch_size: int = 1000,
     rezero_every_step: bool | None = None,
+    desc: str = "train",
 ) -> TrainResult:
     """Train ``model`` in place for iterations ``[start_iteration, stop_iteration)`` with pruned weights held at 0.
 
@@ -881,6 +890,14 @@ def train(
         pruned weights and their optimizer state at exactly 0 (the tests check this bit for bit), so the weights
         are re-zeroed only before every evaluation and at the end, saving one pass over the weights per step
         (~3 % of a LeNet-300-100 step on CPU).
+    desc : str
+        Label of the progress bar (the IMP loop passes e.g. ``"level 3"``).
+
+    Distributed training: when a ``torch.distributed`` process group of W > 1 processes is initialised (e.g. by
+    ``torchrun``) and ``model`` is wrapped in ``DistributedDataParallel``, every process draws the same global
+    batch of ``batch_size`` examples and trains on its share ``batch[rank::W]``; DDP averages the gradients, so a
+    step equals the single-process step on the whole batch up to floating-point order. ``batch_size`` must be a
+    multiple of W. The training loss in the curve is averaged over the processes.
 
     Returns
     -------
@@ -897,6 +914,9 @@ def train(
         raise ConfigError(
             f"need 0 <= start_iteration <= stop_iteration <= iterations ({total}); got {start} and {stop}"
         )
+    rank, world = _distributed()
+    if world > 1 and config.batch_size % world:
+        raise ConfigError(f"batch_size ({config.batch_size}) must be a multiple of the number of processes ({world})")
     x, y = _check_xy("data", data)
     val = None if val is None else _check_xy("val", val)
     test = None if test is None else _check_xy("test", test)
@@ -944,7 +964,12 @@ def train(
     def run_eval(iteration: int) -> dict[str, float]:
         masked.mask_weights()
         row = {"iteration": iteration, "lr": lr_at(config, iteration)}
-        row["train_loss"] = float(window_sum) / window_steps if window_steps else math.nan
+        if world > 1:  # the mean over all processes' shares of the batches
+            total_loss = window_sum.clone()
+            torch.distributed.all_reduce(total_loss)
+            row["train_loss"] = float(total_loss) / (world * window_steps) if window_steps else math.nan
+        else:
+            row["train_loss"] = float(window_sum) / window_steps if window_steps else math.nan
         for name, pair in (("val", val), ("test", test)):
             if pair is None:
                 row[f"{name}_loss"] = row[f"{name}_accuracy"] = math.nan
@@ -965,7 +990,7 @@ def train(
 
         # counts absolute iterations; the postfix shows the last evaluation
         bar = tqdm(
-            total=stop, initial=start, desc="train", unit="it", file=sys.stderr,
+            total=stop, initial=start, desc=desc, unit="it", file=sys.stderr,
             disable=None if progress is None else False, dynamic_ncols=True, leave=False,
         )
     last_row: dict[str, float] | None = None
@@ -980,7 +1005,8 @@ def train(
         if bar is not None:
             which = "val" if val is not None else "test"
             bar.set_postfix(
-                {"train_loss": f"{row['train_loss']:.4f}", f"{which}_acc": f"{row[which + '_accuracy']:.4f}"},
+                {"epoch": f"{row['iteration'] / spe:.1f}", "train_loss": f"{row['train_loss']:.4f}",
+                 f"{which}_acc": f"{row[which + '_accuracy']:.4f}"},
                 refresh=False,
             )
 
@@ -1011,6 +1037,8 @@ def train(
                 if e != epoch:
                     epoch, perm = e, epoch_permutation(seed, e, n).to(device)
                 idx = perm[pos * bs : pos * bs + bs]
+                if world > 1:
+                    idx = idx[rank::world]
                 xb, yb = x.index_select(0, idx), y.index_select(0, idx)
                 if augment is not None:
                     xb = augment(xb, _derive_generator(seed, _AUGMENT_STREAM, it, device))

@@ -15,7 +15,7 @@ from ticketlab._version import __version__
 from ticketlab.errors import TicketlabError
 
 # Sub-command modules, in the order ``ticketlab --help`` lists them.
-COMMANDS = ["train", "info", "models", "presets", "strategies", "data"]
+COMMANDS = ["train", "info", "models", "presets", "strategies", "data", "structure", "fairness"]
 
 # Commands registered by a module of another name (one module registers several listing commands).
 _MODULES = {"models": "registries", "presets": "registries", "strategies": "registries"}

@@ -50,7 +50,8 @@ class Evaluation:
         Training iteration at which the validation loss was minimal (Frankle & Carbin 2019's early-stopping
         criterion); ``None`` when no validation loss was recorded.
     iterations : int
-        Training iterations (optimizer steps) run for this network.
+        The schedule iteration at which the network was evaluated: the end of its training (T for a full
+        schedule, also when retraining replayed only [K, T) after rewinding to iteration K).
     wall_time : float
         Seconds of wall-clock time spent training and evaluating it.
     """

@@ -400,3 +400,29 @@ def test_cli_bad_file_in_a_subprocess_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"ticketlab info: error: {text}: not an HDF5 file, so not a ticket file"
     assert proc.stdout == ""
+
+
+def test_copy_ticket_without_level_weights(tmp_path):
+    path = tmp_path / "full.h5"
+    written = make_ticket(path, levels=2, branches=("reinit",))
+    slim = store.copy_ticket(path, tmp_path / "slim.h5", level_weights=False)
+    assert slim.stat().st_size < path.stat().st_size
+    a, b = store.open_ticket(path), store.open_ticket(slim)
+    assert b.levels == a.levels and b.provenance == {**a.provenance, "updated": b.provenance["updated"]}
+    assert b.config == a.config and b.tensors == a.tensors
+    for level in a.levels:
+        for name, m in a.masks(level).items():
+            np.testing.assert_array_equal(b.masks(level)[name], m)
+        np.testing.assert_array_equal(b.evaluation(level).predictions, a.evaluation(level).predictions)
+        assert b.branches(level) == ["reinit"]
+        np.testing.assert_array_equal(b.masks(level, branch="reinit")["fc1.weight"],
+                                      a.masks(level, branch="reinit")["fc1.weight"])
+        with pytest.raises(TicketFileError, match="has no stored trained weights"):
+            b.weights(level=level)
+    np.testing.assert_array_equal(b.weights("init")["fc1.weight"], written["init"]["fc1.weight"])
+    full = store.copy_ticket(path, tmp_path / "copy.h5", checkpoints=())
+    assert store.open_ticket(full).checkpoints() == []
+    np.testing.assert_array_equal(store.open_ticket(full).weights(level=1)["fc1.weight"],
+                                  written["weights"][1]["fc1.weight"])
+    with pytest.raises(TicketFileError, match="already exists"):
+        store.copy_ticket(path, slim)

@@ -1001,3 +1001,65 @@ def read_state(path: str | os.PathLike, name: str) -> dict[str, Any] | None:
         if "state" not in f or name not in f["state"]:
             return None
         return json.loads(f["state"][name].asstr()[()])
+
+
+def copy_ticket(src: str | os.PathLike, dst: str | os.PathLike, *, level_weights: bool = True,
+                checkpoints: Iterable[str] | None = None, overwrite: bool = False) -> Path:
+    """Copy a ticket file, optionally leaving out weights, into a new compact file (written atomically).
+
+    Parameters
+    ----------
+    src, dst : path-like
+        Source ticket file and destination.
+    level_weights : bool
+        Keep the trained weights of levels and branches (``weights/`` and ``init_weights/`` groups). Without
+        them the copy holds masks, evaluations, provenance and the run-wide checkpoints: enough for every
+        analysis, not for ``--resume``.
+    checkpoints : iterable of str, optional
+        Run-wide checkpoints to keep (``"init"``, ``"rewind"``); default: all.
+    overwrite : bool
+        Replace ``dst`` if it exists.
+
+    HDF5 never shrinks a file when data is deleted; copying object by object into a new file is how a ticket
+    file is made smaller.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and not overwrite:
+        raise TicketFileError(f"{dst}: already exists; choose another path or allow overwriting")
+    keep = None if checkpoints is None else set(checkpoints)
+    tmp = _temp_name(dst)
+    try:
+        with _open_h5(src, "r") as fin, h5py.File(tmp, "w", track_order=True) as fout, _errors(src):
+            fout.attrs.update(dict(fin.attrs))
+            for name, obj in fin.items():
+                if name == "weights":
+                    w = _create_group(fout, "weights")
+                    for point, g in obj.items():
+                        if keep is None or point in keep:
+                            fin.copy(g, w, name=point)
+                elif name == "levels":
+                    levels = _create_group(fout, "levels")
+                    for key, g in obj.items():
+                        _copy_level(fin, g, levels, key, level_weights)
+                else:
+                    fin.copy(obj, fout, name=name)
+            fout.attrs["updated"] = _now()
+        _commit(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def _copy_level(fin: h5py.File, g: h5py.Group, parent: h5py.Group, key: str, weights: bool) -> None:
+    out = _create_group(parent, key)
+    out.attrs.update(dict(g.attrs))
+    for name, obj in g.items():
+        if name in ("weights", "init_weights") and not weights:
+            continue
+        if name == "branches":
+            branches = _create_group(out, "branches")
+            for b, bg in obj.items():
+                _copy_level(fin, bg, branches, b, weights)
+        else:
+            fin.copy(obj, out, name=name)

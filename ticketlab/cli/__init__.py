@@ -15,10 +15,13 @@ from ticketlab._version import __version__
 from ticketlab.errors import TicketlabError
 
 # Sub-command modules, in the order ``ticketlab --help`` lists them.
-COMMANDS = ["train", "info", "models", "presets", "strategies", "data", "structure", "fairness"]
+COMMANDS = [
+    "train", "info", "models", "presets", "strategies", "data",
+    "overlap", "intersect", "sparsity", "structure", "fairness",
+]
 
 # Commands registered by a module of another name (one module registers several listing commands).
-_MODULES = {"models": "registries", "presets": "registries", "strategies": "registries"}
+_MODULES = {"models": "registries", "presets": "registries", "strategies": "registries", "import": "import_"}
 
 EXIT_USAGE = 2
 

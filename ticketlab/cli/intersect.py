@@ -1,0 +1,163 @@
+"""``ticketlab intersect A B [C ...] --out T.h5``: combine masks into a new ticket (a consensus ticket by default).
+
+The result is a ticket file whose level 0 holds the combined mask, with the initial weights of the first input
+(or of ``--init FILE``) and a configuration naming its sources, so that ``ticketlab train --mask T.h5``
+retrains it. The file is written to a hidden temporary file and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ticketlab.cli import example_epilog
+from ticketlab.cli._output import fmt_ratio
+from ticketlab.cli._select import (Selection, add_output_arguments, check_same_model, emit, fmt_float, fmt_int,
+                                   fmt_str, select)
+from ticketlab.errors import ConfigError, TicketFileError
+
+MODES = ("intersection", "union", "vote")  # as ticketlab.analysis.combine.MODES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "intersect",
+        help="combine the masks of several tickets (intersection, union or vote) into a new ticket file",
+        description="Combine masks layer by layer: --mode intersection (default) keeps a weight where every mask "
+        "keeps it (Paganini & Forde 2020's consensus ticket), union where any does, vote where at least "
+        "--min-votes K do (default: a strict majority). The result is written as level 0 of a new ticket file "
+        "with the initial weights of the first input (or --init FILE) and its sources recorded in the file's "
+        "configuration; retrain it with 'ticketlab train --mask OUT'. The table shows the result's density (kept "
+        "fraction) beside the chance level: the expected density if every input kept its per-layer counts "
+        "uniformly at random and independently (intersection: product of the densities; union: 1 - product of "
+        "(1 - density); vote: the Poisson-binomial tail P(at least K)).",
+        epilog=example_epilog(
+            "ticketlab intersect mnist.h5:2 fashion.h5:2 kmnist.h5:2 --out consensus.h5",
+            "ticketlab intersect s0.h5 s1.h5 s2.h5 --mode vote --min-votes 2 --out majority.h5",
+            "ticketlab train --mask consensus.h5 --levels 0 --out consensus_trained.h5",
+        ),
+    )
+    p.add_argument("files", nargs="+", metavar="FILE[:LEVEL]", help="two or more ticket files, each optionally "
+                   "with ':LEVEL'")
+    p.add_argument("--level", type=int, help="level to use for every file without ':LEVEL' (default: the last)")
+    p.add_argument("--out", required=True, metavar="FILE.h5", help="the ticket file to write")
+    p.add_argument("--mode", choices=MODES, default="intersection", help="how to combine (default: intersection)")
+    p.add_argument("--min-votes", type=int, metavar="K", help="vote mode: keep weights kept by at least K masks")
+    p.add_argument("--init", metavar="FILE", help="take the initial weights from this ticket file instead of the "
+                   "first input")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_output_arguments(p)
+    p.set_defaults(func=run)
+
+
+TABLE_COLUMNS = [
+    ("layer", "layer", fmt_str),
+    ("size", "size", fmt_int),
+    ("kept", "kept", fmt_int),
+    ("density", "density", fmt_float(4)),
+    ("expected_density", "E[density] (chance)", fmt_float(4)),
+    ("ratio", "obs/exp", fmt_ratio),
+    ("min_input_density", "min input density", fmt_float(4)),
+    ("max_input_density", "max input density", fmt_float(4)),
+    ("compression", "compression", fmt_ratio),
+]
+
+
+def describe(mode: str, k: int, n: int) -> str:
+    """The ``method`` recorded in the new file."""
+    if mode == "intersection":
+        return f"intersection of {n} masks (consensus ticket)"
+    if mode == "union":
+        return f"union of {n} masks"
+    return f"vote: kept by at least {k} of {n} masks"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ticketlab import store
+    from ticketlab.analysis.combine import COMBINE_COLUMNS, combine_layer, combine_report, resolve_min_votes
+
+    if len(args.files) < 2:
+        raise ConfigError("intersect needs at least two ticket files (or two levels of one file, e.g. "
+                          "run.h5:1 run.h5:5)")
+    k = resolve_min_votes(len(args.files), args.mode, args.min_votes)
+    min_votes = k if args.mode == "vote" else None
+    out = Path(args.out)
+    if out.is_dir():
+        raise TicketFileError(f"{out}: is a directory; --out takes a file name")
+    if out.exists() and not args.overwrite:
+        raise TicketFileError(f"{out}: already exists; choose another --out or pass --overwrite")
+    if not out.parent.exists():
+        raise TicketFileError(f"{out}: directory {out.parent} does not exist")
+
+    sels = select(args.files, args.level)
+    init_sel = sels[0]
+    if args.init:
+        init_sel = Selection(args.init, Path(args.init), 0, store.TicketFile(args.init))
+    tensors = check_same_model(sels + ([init_sel] if args.init else []))
+    with contextlib.ExitStack() as stack:
+        for s in sels:
+            stack.enter_context(s.ticket)
+        if args.init:
+            stack.enter_context(init_sel.ticket)
+        if "init" not in init_sel.ticket.checkpoints():
+            hint = "" if args.init else "; take them from another file of the same model with --init FILE"
+            raise TicketFileError(f"{init_sel.path}: has no initial weights ('init' checkpoint){hint}")
+        init = init_sel.ticket.weights("init")
+        input_kept = [s.ticket.kept(s.level) for s in sels]
+        combined = {t.name: combine_layer([s.ticket.mask(s.level, t.name) for s in sels], args.mode, min_votes)
+                    for t in tensors}
+        first = sels[0].ticket
+        model, dataset = first.model, first.dataset
+        sources = [{"path": str(s.path.resolve()), "level": s.level, "model": s.ticket.model,
+                    "method": s.ticket.method, "seed": s.ticket.seed} for s in sels]
+        init_seed = init_sel.ticket.seed
+    config = {
+        "command": "intersect",
+        "model": model,
+        "mode": args.mode,
+        "min_votes": min_votes,
+        "sources": sources,
+        "init": {"path": str(init_sel.path.resolve()), "checkpoint": "init", "seed": init_seed},
+    }
+    method = describe(args.mode, k, len(sels))
+    _write(out, tensors=tensors, model=model, method=method, config=config, seed=init_seed, dataset=dataset,
+           init=init, masks=combined, mode=args.mode, min_votes=min_votes)
+
+    sizes = {t.name: t.size for t in tensors}
+    kept = {name: int(m.sum()) for name, m in combined.items()}
+    frame = combine_report(sizes, input_kept, kept, args.mode, min_votes)
+    for i, (key, value) in enumerate({"file": str(out), "mode": args.mode, "min_votes": min_votes}.items()):
+        frame.insert(i, key, value)
+    records = frame.to_dict("records")
+    if args.json or args.csv:
+        emit(args, records, [(c, c, fmt_str) for c in ["file", "mode", "min_votes"] + COMBINE_COLUMNS])
+        return 0
+    names = ", ".join(f"{s.path}:{s.level}" for s in sels)
+    title = (f"wrote {out}: level 0 = {method} ({names}); initial weights from {init_sel.path}\n"
+             f"density = kept fraction; E[density] = chance level for independent uniformly random masks")
+    emit(args, records, TABLE_COLUMNS, title=title)
+    return 0
+
+
+def _write(out: Path, *, tensors: list, model: str, method: str, config: dict[str, Any], seed: int | None,
+           dataset: Any, init: dict, masks: dict, mode: str, min_votes: int | None) -> None:
+    """Write the new ticket to a hidden file beside ``out`` and rename it into place only when complete."""
+    from ticketlab import store
+
+    tmp = out.with_name(f".{out.name}.intersect-{os.getpid()}")
+    try:
+        store.create(tmp, tensors=tensors, model=model, method=method, config=config, seed=seed, dataset=dataset,
+                     init_weights=init, overwrite=True)
+        writer = store.TicketWriter(tmp)
+        attrs = {"source": "intersect", "mode": mode}
+        if min_votes is not None:
+            attrs["min_votes"] = int(min_votes)
+        writer.write_level(0, masks, attrs=attrs)
+        writer.set_status("complete")
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -271,6 +271,22 @@ def test_train_on_mnist_then_info_resume_and_mask(capsys, tmp_path):
                 np.testing.assert_array_equal(got[name], m)
             nxt = t.masks(1)
             assert all(not np.any(nxt[n] & ~m) for n, m in masks[level].items())
+            init_b = t.weights("init")
+        # a ticket is its mask and its initial weights: both carry over, unless --fresh-init
+        with store.open_ticket(a) as t:
+            init_a = t.weights("init")
+        assert init_b.keys() == init_a.keys()
+        for k in init_a:
+            np.testing.assert_array_equal(init_b[k], init_a[k])
+    fresh = tmp_path / "fresh.h5"
+    code, _, err = cli(capsys, "train", "--mask", str(a), "--fresh-init", "--seed", "7", "--levels", "0",
+                       "--iterations", "4", "--out", str(fresh), *TINY)
+    assert code == 0, err
+    with store.open_ticket(fresh) as t:
+        assert not np.array_equal(t.weights("init")["fc.weight"], init_a["fc.weight"])
+    code, _, err = cli(capsys, "train", "--fresh-init", "--out", str(tmp_path / "d.h5"), *TINY)
+    assert code == 2
+    assert_one_line_error(err, "--fresh-init goes with --mask")
     code, _, err = cli(capsys, "train", "--mask", f"{a}:7", "--out", str(tmp_path / "c.h5"), *TINY)
     assert code == 2
     assert_one_line_error(err, "no level 7; levels present: 0, 1, 2")

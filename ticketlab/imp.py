@@ -571,10 +571,10 @@ class IMPRun:
 
     # -- the loop -----------------------------------------------------------------------------------------------
 
-    def _create(self, overwrite: bool) -> dict[str, torch.Tensor]:
+    def _create(self, overwrite: bool, init: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         c = self.config
-        init_model = self._new_model(derive_seed(c.seed, _INIT, 0))
-        init = _state_dict(init_model)
+        if init is None:
+            init = _state_dict(self._new_model(derive_seed(c.seed, _INIT, 0)))
         config = c.to_dict()
         config["seeds"] = {"init": derive_seed(c.seed, _INIT, 0), "data_order": c.seed, "split": c.split_seed}
         store.create(self.path, tensors=self.tensors, model=c.model, method=c.method(), config=config, seed=c.seed,
@@ -601,25 +601,28 @@ class IMPRun:
         if [x.name for x in t.tensors] != [x.name for x in self.tensors]:
             raise ConfigError(f"{self.path}: its tensors differ from the model's; start again with --overwrite")
 
-    def run(self, *, resume: bool = False, overwrite: bool = False, start_mask: Mapping[str, np.ndarray] | None = None
-            ) -> Path:
+    def run(self, *, resume: bool = False, overwrite: bool = False, start_mask: Mapping[str, np.ndarray] | None = None,
+            start_init: Mapping[str, Any] | None = None) -> Path:
         """Run (or resume) the whole IMP chain; returns the ticket file's path.
 
         Under ``torchrun`` (several processes), rank 0 creates the file, prunes and writes; every rank trains its
         share of each batch (DistributedDataParallel) and receives the same mask from rank 0.
         """
         try:
-            return self._run(resume, overwrite, start_mask)
+            return self._run(resume, overwrite, start_mask, start_init)
         finally:
             self.dist.close()
 
-    def _run(self, resume: bool, overwrite: bool, start_mask: Mapping[str, np.ndarray] | None) -> Path:
+    def _run(self, resume: bool, overwrite: bool, start_mask: Mapping[str, np.ndarray] | None,
+             start_init: Mapping[str, Any] | None) -> Path:
         c, d = self.config, self.dist
         initial_masks = {t.name: np.ones(t.shape, bool) for t in self.tensors}
         if start_mask is not None:  # validated before anything is written
             from ticketlab.masks import check_masks
 
             initial_masks = check_masks(start_mask, self.tensors)
+        if start_init is not None:
+            start_init = self._check_init(start_init)
 
         def prepare() -> list[int]:
             if self.path.exists() and not (resume or overwrite):
@@ -628,7 +631,7 @@ class IMPRun:
             if resume and self.path.exists():
                 self._check_resumable()
                 return store.open_ticket(self.path).levels
-            self._create(overwrite=overwrite)
+            self._create(overwrite=overwrite, init=start_init)
             return []
 
         done = d.on_primary(prepare)
@@ -692,6 +695,20 @@ class IMPRun:
         d.on_primary(lambda: writer.set_status("complete"))
         return self.path
 
+    def _check_init(self, weights: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Given initial weights as a state dict for this run's model; refuses missing keys and wrong shapes."""
+        reference = _state_dict(self._new_model(0))
+        out = {}
+        for key, ref in reference.items():
+            if key not in weights:
+                raise ConfigError(f"the given initial weights lack {key!r}, which model {self.config.model!r} has")
+            value = torch.as_tensor(np.asarray(weights[key]))
+            if tuple(value.shape) != tuple(ref.shape):
+                raise ConfigError(f"initial weight {key!r} has shape {tuple(value.shape)}, the model's has "
+                                  f"{tuple(ref.shape)}")
+            out[key] = value.to(ref.dtype)
+        return out
+
     def _start_weights(self, level: int, init, rewind, prev_trained) -> dict[str, torch.Tensor]:
         mode = parse_reset(self.config.reset)[0]
         if mode in ("rewind-init", "shuffle"):
@@ -732,7 +749,7 @@ class IMPRun:
 
 def run_imp(config: RunConfig, path: str | Path, *, resume: bool = False, overwrite: bool = False,
             device: str = "auto", progress: bool | None = None, log: Callable[[str], None] | None = None,
-            start_mask: Mapping[str, np.ndarray] | None = None) -> Path:
+            start_mask: Mapping[str, np.ndarray] | None = None, start_init: Mapping[str, Any] | None = None) -> Path:
     """Run IMP as configured and write every level to the ticket file at ``path``; see :class:`IMPRun`."""
     return IMPRun(config, path, device=device, progress=progress, log=log).run(
-        resume=resume, overwrite=overwrite, start_mask=start_mask)
+        resume=resume, overwrite=overwrite, start_mask=start_mask, start_init=start_init)

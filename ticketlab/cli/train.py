@@ -58,7 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--resume", action="store_true", help="continue FILE from its last completed level")
     g.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     g.add_argument("--mask", metavar="FILE[:LEVEL]",
-                   help="start from this ticket's mask (default: its last level) instead of the dense network")
+                   help="start from this ticket (default: its last level) instead of the dense network: its mask "
+                   "and its initial weights")
+    g.add_argument("--fresh-init", action="store_true",
+                   help="with --mask: initialise from --seed instead of the ticket's initial weights")
     g.add_argument("--seed", type=int, help="seeds initialisation, data order, random pruning and controls")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-level lines")
@@ -116,19 +119,14 @@ def config_from_args(args: argparse.Namespace):
     return build_config(args.preset, **overrides)
 
 
-def load_start_mask(spec: str):
-    """``FILE[:LEVEL]`` → (masks of that level, description)."""
-    from ticketlab.store import open_ticket
+def load_start_ticket(spec: str):
+    """``FILE[:LEVEL]`` → (masks of that level, the file's initial weights or None, description)."""
+    from ticketlab.cli._select import select
 
-    path, level = spec, None
-    head, sep, tail = spec.rpartition(":")
-    if sep and tail.isdigit() and head:
-        path, level = head, int(tail)
-    with open_ticket(path) as t:
-        level = t.levels[-1] if level is None and t.levels else level
-        if level is None:
-            raise ConfigError(f"{path}: has no levels to take a mask from")
-        return t.masks(level), f"{path}:{level}"
+    (sel,) = select([spec])
+    with sel.ticket as t:
+        init = t.weights("init") if "init" in t.checkpoints() else None
+        return t.masks(sel.level), init, f"{sel.path}:{sel.level}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,9 +140,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already exists; use --resume to continue it or --overwrite to replace it")
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; choose one")
-    start_mask = None
+    start_mask = start_init = None
+    if args.fresh_init and not args.mask:
+        raise ConfigError("--fresh-init goes with --mask")
     if args.mask:
-        start_mask, source = load_start_mask(args.mask)
+        start_mask, start_init, source = load_start_ticket(args.mask)
+        if args.fresh_init:
+            start_init = None
     log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     imp = IMPRun(config, out, device=args.device, progress=False if args.quiet else None, log=log)
     if start_mask is not None:
@@ -156,8 +158,11 @@ def run(args: argparse.Namespace) -> int:
         start_mask = check_masks(start_mask, imp.tensors)
     out.parent.mkdir(parents=True, exist_ok=True)
     log(f"ticketlab train: {config.method()} on {config.model}/{config.dataset}, seed {config.seed} -> {out}")
+    if start_mask is not None:
+        log(f"starting from the mask of {source} with "
+            + ("its initial weights" if start_init is not None else f"fresh initial weights (seed {config.seed})"))
     try:
-        imp.run(resume=args.resume, overwrite=args.overwrite, start_mask=start_mask)
+        imp.run(resume=args.resume, overwrite=args.overwrite, start_mask=start_mask, start_init=start_init)
     except KeyboardInterrupt:
         print(f"\nticketlab train: interrupted; every completed level is saved in {out}. Continue with the same "
               "command plus --resume.", file=sys.stderr)

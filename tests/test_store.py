@@ -426,3 +426,13 @@ def test_copy_ticket_without_level_weights(tmp_path):
                                   written["weights"][1]["fc1.weight"])
     with pytest.raises(TicketFileError, match="already exists"):
         store.copy_ticket(path, slim)
+
+
+def test_packed_mask_is_packbits_of_the_mask(ticket):
+    path, written = ticket
+    t = store.open_ticket(path)
+    for name, m in written["masks"][2].items():
+        packed = t.packed_mask(2, name)
+        np.testing.assert_array_equal(packed, np.packbits(m.reshape(-1)))
+    with pytest.raises(TicketFileError, match="no tensor 'nope'"):
+        t.packed_mask(2, "nope")

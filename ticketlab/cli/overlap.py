@@ -79,7 +79,7 @@ TABLE_COLUMNS = [
 
 
 def run(args: argparse.Namespace) -> int:
-    from ticketlab.analysis.overlap import (OVERLAP_COLUMNS, get_metric, jaccard_matrix, overlap_table, pack,
+    from ticketlab.analysis.overlap import (OVERLAP_COLUMNS, get_metric, jaccard_matrix, overlap_table,
                                             packed_overlap_counts)
     import pandas as pd
 
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         kept = [s.ticket.kept(s.level) for s in sels]
         counts: dict[tuple[int, int], dict] = {p: {} for p in pairs}
         for t in tensors:  # one layer of every file in memory at a time
-            packed = [pack(s.ticket.mask(s.level, t.name)) for s in sels]
+            packed = [s.ticket.packed_mask(s.level, t.name) for s in sels]  # as stored: no unpacking
             for i, j in pairs:
                 counts[(i, j)][t.name] = packed_overlap_counts(packed[i], packed[j], t.size,
                                                                kept_a=kept[i][t.name], kept_b=kept[j][t.name])

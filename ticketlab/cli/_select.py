@@ -82,9 +82,9 @@ def check_same_model(selections: Sequence[Selection]) -> list[TensorInfo]:
     return ref
 
 
-def add_selection_arguments(p: argparse.ArgumentParser, *, min_files: int = 1) -> None:
-    p.add_argument("files", nargs="+" if min_files <= 1 else "+", metavar="FILE[:LEVEL]",
-                   help="ticket files, each optionally with ':LEVEL'")
+def add_selection_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``FILE[:LEVEL] ...`` positional arguments and ``--level``. Commands that need two or more check it."""
+    p.add_argument("files", nargs="+", metavar="FILE[:LEVEL]", help="ticket files, each optionally with ':LEVEL'")
     p.add_argument("--level", type=int, help="level to use for every file without ':LEVEL' (default: the last)")
 
 

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "ticketlab overlap a.h5 b.h5 --metric containment --json > overlap.json",
         ),
     )
-    add_selection_arguments(p, min_files=2)
+    add_selection_arguments(p)
     p.add_argument("--metric", action="append", default=[], metavar="NAME",
                    help="add a column for another overlap metric (repeatable): containment (fraction of A's kept "
                    "weights B keeps), cosine_overlap, dice_overlap, hamming_distance (fraction), jaccard_distance")

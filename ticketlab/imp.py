@@ -51,7 +51,9 @@ from ticketlab.masks import TensorInfo
 from ticketlab.training import TrainConfig, derive_seed, lr_at, steps_per_epoch, train
 
 # Seed streams: each random decision draws from derive_seed(seed, STREAM, level).
-_INIT, _PRUNE, _REINIT, _SHUFFLE, _CONTROL_REINIT, _CONTROL_SHUFFLE, _CONTROL_RANDOM, _SPLIT = range(100, 108)
+_INIT, _PRUNE, _REINIT, _SHUFFLE, _CONTROL_REINIT, _CONTROL_SHUFFLE, _CONTROL_RANDOM = range(100, 107)
+_STREAMS = {"init": _INIT, "random pruning": _PRUNE, "reinit reset": _REINIT, "shuffle reset": _SHUFFLE,
+            "reinit control": _CONTROL_REINIT, "shuffle control": _CONTROL_SHUFFLE, "random control": _CONTROL_RANDOM}
 
 #: Reset modes and their one-line descriptions (``rewind:K`` stands for any K).
 RESET_MODES = {
@@ -576,7 +578,12 @@ class IMPRun:
         if init is None:
             init = _state_dict(self._new_model(derive_seed(c.seed, _INIT, 0)))
         config = c.to_dict()
-        config["seeds"] = {"init": derive_seed(c.seed, _INIT, 0), "data_order": c.seed, "split": c.split_seed}
+        config["seeds"] = {
+            "init": derive_seed(c.seed, _INIT, 0), "data_order": c.seed, "split": c.split_seed,
+            "derivation": "every other random decision at level L draws from "
+                          "ticketlab.training.derive_seed(seed, stream, L) with streams " + ", ".join(
+                              f"{k}={v}" for k, v in _STREAMS.items()),
+        }
         store.create(self.path, tensors=self.tensors, model=c.model, method=c.method(), config=config, seed=c.seed,
                      dataset=store.DatasetInfo(c.dataset, self.data.num_classes, self.data.class_names,
                                                self.data.test[1].numpy()),

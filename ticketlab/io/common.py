@@ -1,0 +1,94 @@
+"""What every importer shares: the result record, atomic output paths, tensor kinds and natural name order."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ticketlab.errors import TicketFileError
+
+
+@dataclass
+class ImportResult:
+    """What one import wrote.
+
+    Attributes
+    ----------
+    path : Path
+        The ticket file written.
+    source : str
+        What it was imported from (a path, or several joined by ``", "``).
+    kind : str
+        ``"openlth"``, ``"torch-prune"`` or ``"checkpoint"``.
+    levels : list of dict
+        One record per level (and per branch) written: ``level``, ``branch`` (``None`` for the main line),
+        ``kept``, ``size``, ``density`` (kept / size over all masked tensors), ``source`` (where it came from).
+    tensors : list of dict
+        One record per (level, masked tensor) when the importer has something to say about each tensor (the
+        checkpoint importer: ``level``, ``layer``, ``shape``, ``dtype``, ``size``, ``zeros`` (exact zeros),
+        ``zero_fraction``, ``pattern`` (e.g. ``"2:4 along dim -1"`` or ``None``), ``pruned``, ``kept``).
+    notes : list of str
+        Things the user should know: files skipped, levels without training, chance zeros, ...
+    """
+
+    path: Path
+    source: str
+    kind: str
+    levels: list[dict[str, Any]] = field(default_factory=list)
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def temp_path(out: Path, tag: str = "import") -> Path:
+    """A hidden temporary file beside ``out`` (same file system, so that ``os.replace`` is atomic)."""
+    return out.with_name(f".{out.name}.{tag}-{os.getpid()}")
+
+
+def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Validate an output path before any work: refuse an existing file unless ``overwrite``; create parents."""
+    out = Path(out)
+    if out.is_dir():
+        raise TicketFileError(f"{out}: is a directory; --out names the ticket file to write (e.g. run.h5)")
+    if out.exists() and not overwrite:
+        raise TicketFileError(f"{out}: already exists; choose another path or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@contextlib.contextmanager
+def atomic_outputs(outs: list[Path]) -> Iterator[list[Path]]:
+    """Yield temporary paths for ``outs``; rename all of them into place only if the block succeeds.
+
+    On any exception (including KeyboardInterrupt) every temporary file, and any temporary file the store's
+    writer left beside it, is removed, so nothing half-written ever appears at an output path.
+    """
+    tmps = [temp_path(o) for o in outs]
+    try:
+        yield tmps
+        for tmp, out in zip(tmps, outs):
+            os.replace(tmp, out)
+    except BaseException:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+            for stale in tmp.parent.glob(f".{tmp.name}.tmp-{os.getpid()}"):
+                stale.unlink(missing_ok=True)
+        raise
+
+
+def tensor_kind(name: str, shape: tuple[int, ...]) -> str:
+    """Guess a tensor's kind from its shape: 2-D → ``"linear"`` (``"other"`` for embeddings), 3-D to 5-D →
+    ``"conv"``, anything else ``"other"``. Used where no model is at hand (imports)."""
+    if len(shape) == 2:
+        return "other" if re.search(r"(embed|wte|wpe|tok_emb|pos_emb)", name) else "linear"
+    if 3 <= len(shape) <= 5:
+        return "conv"
+    return "other"
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders numbers numerically: ``layers.2`` before ``layers.10``."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]

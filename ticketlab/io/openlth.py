@@ -1,0 +1,570 @@
+"""Import OpenLTH (facebookresearch/open_lth) lottery runs: one ticket file per replicate.
+
+OpenLTH writes ``<root>/lottery_<md5>/replicate_<r>/level_<L>/<experiment>/`` where the experiment is ``main``
+(the IMP trunk) or ``lottery_branch_<name>_<md5>`` (a control trained on level L's mask), plus
+``level_pretrain/main`` when rewinding. Mapping (decision: **one ticket file per replicate; branches stay
+branches of their level**, as ticketlab's format stores them):
+
+==============================================  ===============================================================
+OpenLTH                                         ticket file
+==============================================  ===============================================================
+``level_L/main/mask.pth``                       level L's masks (int32 0/1 → bits), matched by key, not order
+``level_0/main/model_<start>.pth``              ``/weights/init`` (no rewinding) or ``/weights/rewind``
+                                                (rewinding: iteration K from the logs)
+``level_pretrain/main/model_ep0_it0.pth``       ``/weights/init`` when rewinding
+``level_L/main/model_<end>.pth``                level L's trained weights (kept values)
+``level_L/main/model_<start>.pth``              not stored: it is the init (or rewind) weights × level L's mask;
+                                                checked, with a note if it differs
+``logger`` (``test_loss``, ``test_accuracy``,   the configuration's ``levels.<L>.metrics`` (every logged
+``test_examples`` by iteration)                 iteration) and level attributes ``test_accuracy``,
+                                                ``test_loss``, ``end_iteration`` (the last logged values)
+``hparams.log``                                 the configuration's ``hparams`` (parsed) and ``hparams_log``
+``sparsity_report.json``                        checked against the masks (``total``, ``unpruned``)
+``lottery_branch_<name>_<md5>/``                branch ``<name>_<md5[:8]>`` of level L: its mask (the parent
+                                                level's for ``retrain``), start weights as the branch's
+                                                initial weights, end weights, metrics in the configuration
+``checkpoint.pth``                              skipped with a note (resume state; it pickles numpy scalars,
+                                                and ticketlab never unpickles arbitrary objects)
+==============================================  ===============================================================
+
+Tensors that OpenLTH did not prune (``pruning_layers_to_ignore``, e.g. ``fc.weight``) have all-ones masks at
+every level: they are kept and marked ``pruned=False``. OpenLTH logs no predictions, so the levels have no
+``eval`` group (its confusion matrix cannot be rebuilt); the logged numbers are in the configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ticketlab import store
+from ticketlab.errors import ConfigError, TicketFileError
+from ticketlab.io.common import ImportResult, atomic_outputs, check_output, tensor_kind
+from ticketlab.io.names import canonical_key
+from ticketlab.io.tensorfiles import load_torch, state_dict_of
+from ticketlab.masks import TensorInfo, as_bool_mask, density
+
+_LEVEL_DIR = re.compile(r"^level_(\d+|pretrain)$")
+_BRANCH_DIR = re.compile(r"^lottery_branch_(?P<name>.+)_(?P<hash>[0-9a-f]{32})$")
+_MODEL_FILE = re.compile(r"^model_ep(\d+)_it(\d+)\.pth$")
+_REPLICATE_DIR = re.compile(r"^replicate_(\d+)$")
+_LOTTERY_DIR = re.compile(r"^lottery_(?P<hash>[0-9a-f]{32})$")
+
+#: OpenLTH model names whose parameter names and shapes ticketlab's registry reproduces (checked on import).
+MODEL_NAMES = {"mnist_lenet_300_100": "lenet300", "cifar_resnet_20": "resnet20", "cifar_resnet_56": "resnet56",
+               "cifar_vgg_11": "vgg11", "cifar_vgg_16": "vgg16", "cifar_vgg_19": "vgg19"}
+#: OpenLTH branch names → ticketlab branch kinds.
+BRANCH_KINDS = {"randomly_prune": "random", "randomly_reinitialize": "reinit", "retrain": "retrain"}
+_DATASETS = {"mnist": (10, 60_000), "cifar10": (10, 50_000), "imagenet": (1000, 1_281_167)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Text files
+
+
+def parse_logger(text: str) -> dict[str, list[float]]:
+    """OpenLTH's ``logger`` (lines ``name,iteration,value``) as columns: ``iteration`` (sorted, unique) and one
+    list per metric, ``nan`` where a metric was not logged at an iteration."""
+    rows: dict[int, dict[str, float]] = {}
+    names: list[str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        if len(parts) != 3:
+            raise ValueError(f"line {n} is not 'name,iteration,value': {line[:80]!r}")
+        name, it, value = parts[0], int(parts[1]), float(parts[2])
+        if name not in names:
+            names.append(name)
+        rows.setdefault(it, {})[name] = value
+    its = sorted(rows)
+    cols: dict[str, list[float]] = {"iteration": [float(i) for i in its]}
+    for name in names:
+        cols[name] = [rows[i].get(name, math.nan) for i in its]
+    return cols
+
+
+def _coerce(value: str) -> Any:
+    if value in ("True", "False"):
+        return value == "True"
+    if value == "None":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_hparams(text: str) -> dict[str, dict[str, Any]]:
+    """OpenLTH's ``hparams.log`` (section titles, then ``    * field => value`` lines) as
+    ``{section: {field: value}}``; numbers and booleans are converted, everything else stays a string. The file
+    is a display, not a lossless serialisation: default values are not listed."""
+    out: dict[str, dict[str, Any]] = {}
+    section: dict[str, Any] | None = None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            section = out.setdefault(line.strip(), {})
+            continue
+        m = re.match(r"^\s+\*\s+(\S+)\s+=>\s?(.*)$", line)
+        if m is None or section is None:
+            raise ValueError(f"line {n} is neither a section title nor '    * field => value': {line[:80]!r}")
+        section[m[1]] = _coerce(m[2])
+    return out
+
+
+def _hparam(hparams: dict[str, dict[str, Any]], section: str, name: str, default: Any = None) -> Any:
+    return hparams.get(f"{section} Hyperparameters", {}).get(name, default)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Discovery
+
+
+@dataclass
+class _Experiment:
+    """One experiment directory: ``main`` or a branch."""
+
+    path: Path
+    name: str                      # "main" or the ticket-file branch name
+    openlth_name: str              # "main" or the OpenLTH branch name, e.g. "randomly_prune"
+    hash: str | None
+    models: list[tuple[tuple[int, int], Path]]
+    logger: dict[str, list[float]] | None
+    has_checkpoint: bool
+
+    @property
+    def mask_path(self) -> Path:
+        return self.path / "mask.pth"
+
+    @property
+    def start(self) -> Path | None:
+        return self.models[0][1] if self.models else None
+
+    @property
+    def end(self) -> Path | None:
+        """The trained model: the last model file, when training finished (OpenLTH writes the logger last)."""
+        return self.models[-1][1] if self.models and self.logger is not None else None
+
+    def metrics(self) -> dict[str, list[float]]:
+        return self.logger or {}
+
+    def final(self) -> dict[str, float]:
+        """The last logged value of every metric, and ``end_iteration``."""
+        if not self.logger or not self.logger["iteration"]:
+            return {}
+        out = {"end_iteration": int(self.logger["iteration"][-1])}
+        for k, col in self.logger.items():
+            if k != "iteration" and not math.isnan(col[-1]):
+                out[k] = float(col[-1])
+        return out
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise TicketFileError(f"{path}: cannot read ({err})") from None
+
+
+def _scan_experiment(path: Path, name: str, openlth_name: str, md5: str | None) -> _Experiment:
+    models = []
+    for f in path.iterdir():
+        m = _MODEL_FILE.match(f.name)
+        if m:
+            models.append(((int(m[1]), int(m[2])), f))
+    models.sort()
+    logger = None
+    if (path / "logger").is_file():
+        try:
+            logger = parse_logger(_read_text(path / "logger"))
+        except ValueError as err:
+            raise TicketFileError(f"{path / 'logger'}: not an OpenLTH logger ({err})") from None
+    return _Experiment(path, name, openlth_name, md5, models, logger, (path / "checkpoint.pth").exists())
+
+
+def discover(src: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """The (``lottery_<md5>`` directory, ``replicate_<r>`` directory) pairs under ``src``, and notes.
+
+    ``src`` may be an OpenLTH results root, one ``lottery_<md5>`` directory, or one ``replicate_<r>`` directory.
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise TicketFileError(f"{src}: not a directory; give an OpenLTH results directory (holding lottery_<hash>/"
+                              "replicate_<r>/level_<L>/main/)")
+    notes: list[str] = []
+
+    def replicates(lottery: Path) -> list[tuple[Path, Path]]:
+        reps = [d for d in lottery.iterdir() if d.is_dir() and _REPLICATE_DIR.match(d.name)]
+        return [(lottery, d) for d in sorted(reps, key=lambda d: int(d.name.split("_")[1]))]
+
+    if _REPLICATE_DIR.match(src.name):
+        runs = [(src.parent, src)]
+    elif _LOTTERY_DIR.match(src.name):
+        runs = replicates(src)
+    else:
+        runs = []
+        for d in sorted(src.iterdir()):
+            if d.is_dir() and _LOTTERY_DIR.match(d.name):
+                runs += replicates(d)
+            elif d.is_dir() and d.name.startswith("train_"):
+                notes.append(f"{d}: a dense 'train' run (no masks); skipped")
+    if not runs:
+        found = " (only dense 'train' runs, which have no masks)" if notes else ""
+        raise TicketFileError(f"{src}: no OpenLTH lottery run found{found}; expected lottery_<md5>/replicate_<r>/"
+                              "level_<L>/main/ below it")
+    return runs, notes
+
+
+def output_paths(out: Path, runs: list[tuple[Path, Path]]) -> list[Path]:
+    """``out`` for a single run; otherwise ``<stem>_replicate<r>.h5`` (one experiment) or
+    ``<stem>_<md5[:8]>_replicate<r>.h5`` (several)."""
+    if len(runs) == 1:
+        return [out]
+    several = len({lot for lot, _ in runs}) > 1
+    paths = []
+    for lot, rep in runs:
+        tag = rep.name.replace("_", "")
+        if several:
+            tag = f"{lot.name.split('_', 1)[1][:8]}_{tag}"
+        paths.append(out.with_name(f"{out.stem}_{tag}{out.suffix or '.h5'}"))
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Import
+
+
+def import_openlth(src: str | os.PathLike, out: str | os.PathLike, *, replicate: int | None = None,
+                   weights: bool = True, overwrite: bool = False) -> list[ImportResult]:
+    """Import OpenLTH lottery runs, one ticket file per replicate (see the module docstring for the mapping).
+
+    Parameters
+    ----------
+    src : path-like
+        An OpenLTH results root, a ``lottery_<md5>`` directory or a ``replicate_<r>`` directory.
+    out : path-like
+        The ticket file; with several replicates (or experiments) the files are named
+        ``<stem>_replicate<r>.h5`` (``<stem>_<md5[:8]>_replicate<r>.h5``), see :func:`output_paths`.
+    replicate : int, optional
+        Import only this replicate.
+    weights : bool
+        Store trained weights of every level and branch (default); ``False`` keeps masks, init/rewind weights
+        and metrics only.
+    overwrite : bool
+        Replace existing output files.
+
+    Every output is written to a temporary file and renamed into place only when all imports succeeded.
+    """
+    runs, notes = discover(src)
+    if replicate is not None:
+        runs = [(lot, rep) for lot, rep in runs if int(rep.name.split("_")[1]) == replicate]
+        if not runs:
+            raise ConfigError(f"{src}: has no replicate_{replicate}")
+    out = Path(out)
+    outs = [check_output(p, overwrite) for p in output_paths(out, runs)]
+    results = []
+    with atomic_outputs(outs) as tmps:
+        for (lot, rep), path, tmp in zip(runs, outs, tmps):
+            result = ImportResult(path, str(rep), "openlth", notes=list(notes))
+            _import_replicate(lot, rep, tmp, weights, result)
+            results.append(result)
+    return results
+
+
+def _load_mask(path: Path) -> dict[str, np.ndarray]:
+    obj = load_torch(path, what="mask file")
+    if not isinstance(obj, dict) or not obj:
+        raise TicketFileError(f"{path}: not an OpenLTH mask (a dict of parameter name → 0/1 tensor)")
+    masks = {}
+    for key, value in obj.items():
+        if not hasattr(value, "numpy"):
+            raise TicketFileError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
+        try:
+            masks[canonical_key(str(key))] = as_bool_mask(str(key), value.numpy())
+        except ConfigError as err:
+            raise TicketFileError(f"{path}: {err}") from None
+    return masks
+
+
+def _read_model(path: Path) -> dict[str, Any]:
+    sd, _ = state_dict_of(load_torch(path, what="model file"), path)
+    return {canonical_key(k): v for k, v in sd.items()}
+
+
+def _load_model(path: Path, tensors: list[TensorInfo], sd: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The state dict in ``path`` (or ``sd``, already read from it), checked against the masked tensors."""
+    sd = _read_model(path) if sd is None else sd
+    for t in tensors:
+        if t.name not in sd:
+            raise TicketFileError(f"{path}: has no weight {t.name!r}, which the masks cover")
+        if tuple(sd[t.name].shape) != t.shape:
+            raise TicketFileError(f"{path}: weight {t.name!r} has shape {list(sd[t.name].shape)} but its mask has "
+                                  f"{list(t.shape)}")
+    return sd
+
+
+def _check_report(exp: _Experiment, masks: dict[str, np.ndarray]) -> dict[str, float]:
+    path = exp.path / "sparsity_report.json"
+    if not path.is_file():
+        raise TicketFileError(f"{exp.path}: missing sparsity_report.json (OpenLTH writes it beside every mask.pth); "
+                              "the run directory is incomplete")
+    try:
+        report = json.loads(_read_text(path))
+        total, unpruned = float(report["total"]), float(report["unpruned"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise TicketFileError(f"{path}: not an OpenLTH sparsity report ({err})") from None
+    size = sum(m.size for m in masks.values())
+    kept = sum(int(np.count_nonzero(m)) for m in masks.values())
+    if (total, unpruned) != (size, kept):
+        raise TicketFileError(f"{path}: says {unpruned:.0f} of {total:.0f} weights are kept, but mask.pth keeps "
+                              f"{kept} of {size}; the run directory is inconsistent")
+    return {"total": total, "unpruned": unpruned}
+
+
+def _match_model(name: str | None, tensors: list[TensorInfo], num_classes: int | None) -> str | None:
+    reg = MODEL_NAMES.get(name or "")
+    if reg is None:
+        return None
+    try:
+        from ticketlab.models import create_model, prunable_tensors
+
+        ours = prunable_tensors(create_model(reg, num_classes=num_classes or 10))
+    except Exception:  # noqa: BLE001 - a registry change must not break imports; fall back to OpenLTH's name
+        return None
+    return reg if [(t.name, t.shape) for t in ours] == [(t.name, t.shape) for t in tensors] else None
+
+
+def _import_replicate(lot: Path, rep: Path, tmp: Path, weights: bool, result: ImportResult) -> None:
+    notes = result.notes
+    levels: dict[int, Path] = {}
+    pretrain = None
+    for d in rep.iterdir():
+        m = _LEVEL_DIR.match(d.name)
+        if m and d.is_dir():
+            if m[1] == "pretrain":
+                pretrain = d
+            else:
+                levels[int(m[1])] = d
+    if 0 not in levels or not (levels[0] / "main").is_dir():
+        raise TicketFileError(f"{rep}: missing level_0/main (the dense level, with the initial weights and "
+                              "hparams.log); not a complete OpenLTH lottery replicate")
+    order = sorted(levels)
+    gaps = sorted(set(range(order[-1] + 1)) - set(order))
+    if gaps:
+        notes.append(f"{rep}: levels {', '.join(map(str, gaps))} are missing; imported the others")
+
+    hp_path = levels[0] / "main" / "hparams.log"
+    if not hp_path.is_file():
+        raise TicketFileError(f"{levels[0] / 'main'}: missing hparams.log; the run directory is incomplete")
+    hp_text = _read_text(hp_path)
+    try:
+        hparams = parse_hparams(hp_text)
+    except ValueError as err:
+        raise TicketFileError(f"{hp_path}: not an OpenLTH hparams.log ({err})") from None
+
+    # Discover every experiment and parse the text files first: the configuration is written with the file.
+    mains: dict[int, _Experiment] = {}
+    branches: dict[int, list[_Experiment]] = {}
+    skipped_checkpoints = 0
+    for level in order:
+        main = levels[level] / "main"
+        if not main.is_dir():
+            raise TicketFileError(f"{levels[level]}: missing main/ (the level's trunk experiment)")
+        mains[level] = _scan_experiment(main, "main", "main", None)
+        for d in sorted(levels[level].iterdir()):
+            m = _BRANCH_DIR.match(d.name)
+            if m and d.is_dir():
+                branches.setdefault(level, []).append(
+                    _scan_experiment(d, f"{m['name']}_{m['hash'][:8]}", m["name"], m["hash"]))
+    pre = _scan_experiment(pretrain / "main", "main", "main", None) if pretrain is not None else None
+    for exp in [*mains.values(), *(b for bs in branches.values() for b in bs), *([pre] if pre else [])]:
+        skipped_checkpoints += exp.has_checkpoint
+        if exp.openlth_name == "main" and exp is not pre and not exp.mask_path.is_file():
+            raise TicketFileError(f"{exp.path}: missing mask.pth; the run directory is incomplete")
+        if exp.start is None and (exp is mains[0] or exp is pre):
+            raise TicketFileError(f"{exp.path}: no model_ep<E>_it<I>.pth file (the initial weights); the run "
+                                  "directory is incomplete")
+    if skipped_checkpoints:
+        notes.append(f"skipped {skipped_checkpoints} checkpoint.pth file(s): resume state that needs unpickling of "
+                     "numpy objects (ticketlab loads only with weights_only=True); nothing in them is needed")
+
+    # The tensor table, in the model's parameter order (mask.pth key order is not stable).
+    masks0 = _load_mask(mains[0].mask_path)
+    start0 = _read_model(mains[0].start)
+    order_keys = list(start0)
+    names = [k for k in order_keys if k in masks0] + [k for k in masks0 if k not in order_keys]
+    shapes = {k: tuple(masks0[k].shape) for k in names}
+
+    # First pass over the masks: validate, find unpruned tensors; keep them bit-packed for the second pass.
+    packed: dict[int, dict[str, np.ndarray]] = {}
+    reports: dict[int, dict[str, float]] = {}
+    has_zeros = {k: False for k in names}
+    previous = None
+    for level in order:
+        masks = masks0 if level == 0 else _load_mask(mains[level].mask_path)
+        _check_same_tensors(mains[level].mask_path, masks, shapes)
+        reports[level] = _check_report(mains[level], masks)
+        for k in names:
+            has_zeros[k] |= not masks[k].all()
+        if previous is not None and any(np.any(masks[k] & ~store.unpack_mask(previous[k], shapes[k])) for k in names):
+            notes.append(f"level {level}: its mask keeps weights that level {level - 1} pruned (not nested)")
+        packed[level] = {k: store.pack_mask(masks[k]) for k in names}
+        previous = packed[level]
+    ignored = str(_hparam(hparams, "Pruning", "pruning_layers_to_ignore", "") or "").split(",")
+    only_dense = order == [0]
+    tensors = [TensorInfo(k, shapes[k], tensor_kind(k, shapes[k]),
+                          pruned=has_zeros[k] or (only_dense and k not in ignored)) for k in names]
+    unpruned = [t.name for t in tensors if not t.pruned]
+    if unpruned:
+        notes.append(f"not pruned by OpenLTH (all-ones masks at every level; marked unpruned): {', '.join(unpruned)}")
+
+    # Weights: init, and the rewind point when OpenLTH pretrained (rewound) for K steps.
+    start0 = _load_model(mains[0].start, tensors, start0)
+    rewind_it = None
+    if pre is not None:
+        init = _load_model(pre.start, tensors)
+        rewind_it = _rewind_iteration(pre, mains[0], hparams)
+    else:
+        init = start0
+    base = start0
+
+    openlth_model = _hparam(hparams, "Model", "model_name")
+    dataset_name = _hparam(hparams, "Dataset", "dataset_name")
+    classes = _DATASETS.get(str(dataset_name), (None, None))[0]
+    model = _match_model(openlth_model, tensors, classes) or str(openlth_model or "openlth-model")
+    if model != openlth_model and openlth_model:
+        notes.append(f"OpenLTH model {openlth_model} is ticketlab model {model!r} (same parameter names and shapes)")
+    strategy = _hparam(hparams, "Pruning", "pruning_strategy", "sparse_global")
+    fraction = _hparam(hparams, "Pruning", "pruning_fraction", 0.2)
+    rate = f" {float(fraction):.0%}/level" if isinstance(fraction, (int, float)) else ""
+    reset = "rewind-init" if pre is None else f"rewind:{rewind_it if rewind_it is not None else 'K'}"
+    method = f"imported from OpenLTH: {strategy}{rate}, {reset}"
+    lot_hash = _LOTTERY_DIR.match(lot.name)
+    config = {
+        "import": {"kind": "openlth", "source": str(rep.resolve()), "experiment": lot.name,
+                   "experiment_hash": lot_hash["hash"] if lot_hash else None, "replicate": int(rep.name.split("_")[1]),
+                   "weights": bool(weights), "openlth_model": openlth_model},
+        "hparams": hparams,
+        "hparams_log": hp_text,
+        "pretrain": None if pre is None else {"dir": str(pre.path.relative_to(rep)), "rewind_iteration": rewind_it,
+                                              "metrics": pre.metrics()},
+        "levels": {
+            str(level): {
+                "dir": str(mains[level].path.relative_to(rep)),
+                "start": _file_name(mains[level].start), "end": _file_name(mains[level].end),
+                "sparsity_report": reports[level], "metrics": mains[level].metrics(),
+                "branches": {b.name: {"dir": str(b.path.relative_to(rep)), "openlth_name": b.openlth_name,
+                                      "hash": b.hash, "start": _file_name(b.start), "end": _file_name(b.end),
+                                      "metrics": b.metrics()}
+                             for b in branches.get(level, [])},
+            } for level in order},
+    }
+    dataset = store.DatasetInfo(str(dataset_name), classes) if classes else None
+    store.create(tmp, tensors=tensors, model=model, method=method, config=config, seed=None, dataset=dataset,
+                 init_weights=init, overwrite=True)
+    writer = store.TicketWriter(tmp)
+    if pre is not None:
+        writer.write_checkpoint("rewind", start0, iteration=-1 if rewind_it is None else rewind_it)
+
+    size = sum(t.size for t in tensors)
+    for level in order:
+        exp = mains[level]
+        masks = {k: store.unpack_mask(packed[level][k], shapes[k]) for k in names}
+        if level and exp.start is not None:
+            _check_start(exp, masks, base, tensors, notes, f"level {level}")
+        end = None
+        if exp.end is None:
+            notes.append(f"level {level}: training did not finish (no logger); imported its mask only")
+        elif weights:
+            end = _load_model(exp.end, tensors)
+            _check_zeros(exp.end, end, masks, notes)
+        attrs = {"source": str(exp.path.relative_to(rep)), **exp.final()}
+        writer.write_level(level, masks, weights=end, attrs=attrs)
+        kept = sum(int(np.count_nonzero(m)) for m in masks.values())
+        result.levels.append({"level": level, "branch": None, "kept": kept, "size": size,
+                              "density": density(kept, size), "source": str(exp.path)})
+        for b in branches.get(level, []):
+            if b.mask_path.is_file():
+                bmasks = _load_mask(b.mask_path)
+                _check_same_tensors(b.mask_path, bmasks, shapes)
+                _check_report(b, bmasks)
+            else:
+                bmasks = masks
+                if b.openlth_name != "retrain":
+                    notes.append(f"{b.path}: no mask.pth; used level {level}'s mask")
+            binit = None if b.start is None else _load_model(b.start, tensors)
+            bend = None
+            if b.end is None:
+                notes.append(f"level {level} branch {b.name}: training did not finish (no logger)")
+            elif weights:
+                bend = _load_model(b.end, tensors)
+                _check_zeros(b.end, bend, bmasks, notes)
+            writer.write_branch(level, b.name, bmasks, kind=BRANCH_KINDS.get(b.openlth_name, b.openlth_name),
+                                init_weights=binit, weights=bend,
+                                description=f"OpenLTH branch {b.openlth_name} ({b.path.name}); its arguments are "
+                                "known only through the hash")
+            bkept = sum(int(np.count_nonzero(m)) for m in bmasks.values())
+            result.levels.append({"level": level, "branch": b.name, "kept": bkept, "size": size,
+                                  "density": density(bkept, size), "source": str(b.path)})
+    writer.write_state("import", {"notes": notes})
+    writer.set_status("complete")
+
+
+def _file_name(path: Path | None) -> str | None:
+    return None if path is None else path.name
+
+
+def _check_same_tensors(path: Path, masks: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> None:
+    if set(masks) != set(shapes):
+        diff = sorted(set(masks) ^ set(shapes))
+        raise TicketFileError(f"{path}: covers different tensors than level_0/main/mask.pth (first difference: "
+                              f"{diff[0]!r})")
+    for k, shape in shapes.items():
+        if tuple(masks[k].shape) != shape:
+            raise TicketFileError(f"{path}: mask {k!r} has shape {list(masks[k].shape)} but {list(shape)} at level 0")
+
+
+def _check_zeros(path: Path, sd: dict[str, Any], masks: dict[str, np.ndarray], notes: list[str]) -> None:
+    """OpenLTH saves models with exact zeros at pruned positions; anything else is lost by the kept-values layout."""
+    bad = sum(int(np.count_nonzero(sd[k].detach().numpy()[~m])) for k, m in masks.items())
+    if bad:
+        notes.append(f"{path}: {bad} pruned positions hold nonzero weights; stored as zeros (pruned)")
+
+
+def _check_start(exp: _Experiment, masks: dict[str, np.ndarray], base: dict[str, Any], tensors: list[TensorInfo],
+                 notes: list[str], what: str) -> None:
+    start = _load_model(exp.start, tensors)
+    for t in tensors:
+        expected = base[t.name].detach().numpy() * masks[t.name]
+        if not np.array_equal(start[t.name].detach().numpy(), expected):
+            notes.append(f"{what}: start weights {exp.start.name} differ from the level-0 start weights x mask "
+                         f"(first in {t.name}); not stored")
+            return
+
+
+def _rewind_iteration(pre: _Experiment, main0: _Experiment, hparams: dict[str, dict[str, Any]]) -> int | None:
+    """K, the iteration level 0 starts from: the pretraining's last logged iteration, else level 0's first,
+    else from the start file's ep/it and the iterations per epoch."""
+    if pre.logger and pre.logger["iteration"]:
+        return int(pre.logger["iteration"][-1])
+    if main0.logger and main0.logger["iteration"]:
+        return int(main0.logger["iteration"][0])
+    ds = _DATASETS.get(str(_hparam(hparams, "Dataset", "dataset_name")))
+    batch = _hparam(hparams, "Dataset", "batch_size")
+    if ds and isinstance(batch, int) and batch > 0:
+        frac = _hparam(hparams, "Dataset", "subsample_fraction") or 1
+        ipe = math.ceil(ds[1] * frac / batch)
+        (ep, it), _ = main0.models[0]
+        return ep * ipe + it
+    return None

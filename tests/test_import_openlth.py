@@ -224,6 +224,12 @@ def test_import_openlth_run_bit_for_bit(openlth_tree, tmp_path: Path, capsys) ->
             assert metrics["iteration"] == [0, IPE, 2 * IPE]
             assert metrics["test_accuracy"][-1] == info["logs"][2][2 * IPE][1]
             assert "rewind" not in t.checkpoints()
+            # the logged test metrics are the level's accuracy and loss (no predictions: no Evaluation)
+            for level in t.levels:
+                last_loss, last_acc = info["logs"][level][2 * IPE]
+                record = t.level_record(level)
+                assert record["accuracy"] == last_acc and record["loss"] == last_loss
+                assert t.evaluation(level) is None
 
 
 def test_overlap_of_imported_replicates_matches_the_masks(openlth_tree, tmp_path: Path, capsys) -> None:

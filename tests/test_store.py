@@ -436,3 +436,39 @@ def test_packed_mask_is_packbits_of_the_mask(ticket):
         np.testing.assert_array_equal(packed, np.packbits(m.reshape(-1)))
     with pytest.raises(TicketFileError, match="no tensor 'nope'"):
         t.packed_mask(2, "nope")
+
+
+def test_level_writer_streams_masks_in_any_order_and_checks_completeness(tmp_path):
+    path = tmp_path / "stream.h5"
+    written = make_ticket(path, levels=1)
+    w = store.TicketWriter(path)
+    masks = written["masks"][1]
+    with w.level_writer(2, attrs={"source": "test"}) as lw:
+        for name in reversed(list(masks)):  # any order; packed or not
+            if name == "fc1.weight":
+                lw.add_mask(name, packed=store.pack_mask(masks[name]))  # kept counted from the bits
+            else:
+                lw.add_mask(name, masks[name])
+        lw.set_logged_metrics(accuracy=0.75, loss=0.5, curve={"iteration": np.arange(3), "test_accuracy": np.ones(3)})
+        lw.set_pruned({"fc2.weight": True})
+    t = store.open_ticket(path)
+    assert t.kept(2) == {k: int(v.sum()) for k, v in masks.items()}
+    for name, m in t.masks(2).items():
+        np.testing.assert_array_equal(m, masks[name])
+    assert t.level_attrs(2)["source"] == "test"
+    assert t.evaluation(2) is None  # logged metrics only: no predictions
+    r = t.level_record(2)
+    assert r["accuracy"] == 0.75 and r["loss"] == 0.5
+    assert [x.pruned for x in t.tensors] == [True, True, True]
+    with pytest.raises(ConfigError, match="no mask given for tensor 'fc2.weight'"):
+        with w.level_writer(3) as lw:
+            lw.add_mask("conv1.weight", masks["conv1.weight"])
+            lw.add_mask("fc1.weight", masks["fc1.weight"])
+    with pytest.raises(ConfigError, match="two masks given"):
+        with w.level_writer(3) as lw:
+            lw.add_mask("fc1.weight", masks["fc1.weight"])
+            lw.add_mask("fc1.weight", masks["fc1.weight"])
+    with pytest.raises(ConfigError, match="has 7 bytes, expected 120"):
+        with w.level_writer(3) as lw:
+            lw.add_mask("fc1.weight", packed=np.zeros(7, np.uint8))
+    assert store.open_ticket(path).levels == [0, 1, 2]  # the failed writes left nothing

@@ -46,7 +46,7 @@ import numpy as np
 from ticketlab._version import __version__
 from ticketlab.errors import ConfigError, TicketFileError
 from ticketlab.evaluation import Evaluation
-from ticketlab.masks import TensorInfo, check_masks, compression, density, sparsity
+from ticketlab.masks import TensorInfo, as_bool_mask, check_masks, compression, density, sparsity
 
 #: Version of the on-disk schema written by this ticketlab; readers accept files up to this version.
 SCHEMA_VERSION = 1
@@ -423,6 +423,13 @@ class TicketFile:
             return {k: (v.item() if isinstance(v, np.generic) else v)
                     for k, v in self._level(f, level, branch).attrs.items()}
 
+    def level_attrs(self, level: int, *, branch: str | None = None) -> dict[str, Any]:
+        """The attributes of a level's (or branch's) group: created, kept, size, density and what the writer
+        added (e.g. ``rate``, ``wall_time``; importers record source iterations here)."""
+        with self._file() as f, _errors(self.path):
+            return {k: (v.item() if isinstance(v, np.generic) else v)
+                    for k, v in self._level(f, level, branch).attrs.items()}
+
     # -- masks ---------------------------------------------------------------------------------------------
 
     def _names(self, names: Iterable[str] | None) -> list[str]:
@@ -549,8 +556,8 @@ class TicketFile:
         evaluated (e.g. an imported mask)."""
         with self._file() as f, _errors(self.path):
             g = self._level(f, level, branch)
-            if "eval" not in g:
-                return None
+            if "eval" not in g or "predictions" not in g["eval"]:
+                return None  # not evaluated, or only logged metrics (see level_record)
             e = g["eval"]
             es = int(e.attrs["early_stop_iteration"])
             return Evaluation(
@@ -680,25 +687,126 @@ def _compressible(packed: np.ndarray) -> bool:
     return len(zlib.compress(sample, 1)) < 0.97 * len(sample)
 
 
-def _write_masks(group: h5py.Group, tensors: list[TensorInfo], masks: Mapping[str, np.ndarray]) -> tuple[int, int]:
-    g = _create_group(group, "masks")
-    kept = np.zeros(len(tensors), dtype=np.int64)
-    for i, t in enumerate(tensors):
-        m = masks[t.name]
-        packed = pack_mask(m)
+class LevelWriter:
+    """Receives one level's (or branch's) masks, weights and evaluation, one tensor at a time.
+
+    Obtained from :meth:`TicketWriter.level_writer`; everything given is written in that call's transaction,
+    which commits when the ``with`` block ends and every tensor of the table has exactly one mask. Only one
+    tensor needs to be in memory at a time, so levels of models far larger than memory can be written (e.g. by
+    ``ticketlab import checkpoint``).
+    """
+
+    def __init__(self, group: h5py.Group, root: h5py.File, tensors: list[TensorInfo], num_classes: int | None,
+                 n_test: int | None) -> None:
+        self._group, self._root, self._tensors = group, root, tensors
+        self._index = {t.name: i for i, t in enumerate(tensors)}
+        self._masks = _create_group(group, "masks")
+        self._weights: h5py.Group | None = None
+        self._kept = np.full(len(tensors), -1, dtype=np.int64)
+        self._num_classes, self._n_test = num_classes, n_test
+
+    def add_mask(self, name: str, mask: Any = None, *, packed: np.ndarray | None = None,
+                 kept: int | None = None) -> None:
+        """Add tensor ``name``'s mask: a 0/1 or boolean array of its shape, or ``packed`` as :func:`pack_mask`
+        makes it (``ceil(size / 8)`` bytes, padding bits 0). ``kept`` is counted when not given."""
+        i = self._index.get(name)
+        if i is None:
+            raise ConfigError(f"mask names a tensor the file's table does not have: {name!r}")
+        if self._kept[i] >= 0:
+            raise ConfigError(f"two masks given for tensor {name!r}")
+        t = self._tensors[i]
+        if (mask is None) == (packed is None):
+            raise ConfigError(f"give the mask of {name!r} either as an array or packed, not both or neither")
+        if mask is not None:
+            mask = as_bool_mask(name, mask, t.shape)
+            packed = pack_mask(mask)
+            kept = int(np.count_nonzero(mask)) if kept is None else kept
+        packed = np.ascontiguousarray(packed, dtype=np.uint8).reshape(-1)
+        if packed.size != (t.size + 7) // 8:
+            raise ConfigError(f"packed mask for {name!r} has {packed.size} bytes, expected {(t.size + 7) // 8}")
+        if kept is None:
+            kept = int(np.unpackbits(packed, count=t.size).sum()) if t.size else 0
+        if not 0 <= int(kept) <= t.size:
+            raise ConfigError(f"kept count {kept} of {name!r} is outside [0, {t.size}]")
         kw: dict[str, Any] = {}
         if _compressible(packed):
             kw = dict(chunks=(min(packed.size, _MASK_CHUNK_BYTES),), compression="gzip",
                       compression_opts=_GZIP_LEVEL)
-        d = g.create_dataset(t.name, data=packed, **kw)
+        d = self._masks.create_dataset(name, data=packed, **kw)
         d.attrs["shape"] = np.asarray(t.shape, dtype=np.int64)
-        kept[i] = np.count_nonzero(m)
-    group.create_dataset("kept", data=kept)
-    size = sum(t.size for t in tensors)
-    group.attrs["kept"] = int(kept.sum())
-    group.attrs["size"] = int(size)
-    group.attrs["density"] = density(int(kept.sum()), size)
-    return int(kept.sum()), size
+        self._kept[i] = int(kept)
+
+    def add_weight(self, key: str, value: Any, *, mask: np.ndarray | None = None,
+                   torch_dtype: str | None = None) -> None:
+        """Add one trained weight (numpy array or torch tensor). With ``mask`` (boolean, the tensor's mask) only
+        its kept values are stored (``layout="kept_values"``). ``torch_dtype`` records the dtype the values had
+        before conversion to numpy (e.g. ``"bfloat16"``; torch tensors record theirs themselves)."""
+        if self._weights is None:
+            self._weights = _create_group(self._group, "weights")
+        _write_weights(self._weights, {key: value}, None if mask is None else {key: mask})
+        if torch_dtype is not None:
+            self._weights[key].attrs["torch_dtype"] = str(torch_dtype)
+
+    def add_weights(self, weights: Mapping[str, Any], masks: Mapping[str, np.ndarray] | None = None) -> None:
+        """Add a state dict; tensors with a mask in ``masks`` are stored as their kept values."""
+        for key, value in weights.items():
+            self.add_weight(key, value, mask=None if masks is None else masks.get(key))
+
+    def add_init_weights(self, weights: Mapping[str, Any], masks: Mapping[str, np.ndarray] | None = None) -> None:
+        """A branch's initial weights (``init_weights/``), masked tensors as kept values."""
+        _write_weights(_create_group(self._group, "init_weights"), weights, masks)
+
+    def set_evaluation(self, evaluation: Evaluation) -> None:
+        """The trained network's test-set evaluation."""
+        _write_evaluation(self._group, evaluation, self._num_classes, self._n_test)
+
+    def set_logged_metrics(self, *, accuracy: float, loss: float = float("nan"),
+                           curve: Mapping[str, np.ndarray] | None = None, early_stop_iteration: int | None = None,
+                           iterations: int = 0, wall_time: float = 0.0) -> None:
+        """Test metrics known only as logged numbers (e.g. an imported OpenLTH run): accuracy (fraction), loss
+        (nats) and curve, without predictions. :meth:`TicketFile.evaluation` returns ``None`` for such a level;
+        summaries and ``ticketlab info`` show the numbers."""
+        _write_eval_group(self._group, accuracy, loss, early_stop_iteration, iterations, wall_time, curve or {})
+
+    def set_pruned(self, flags: Mapping[str, bool]) -> None:
+        """Update the ``pruned`` flags of the file's tensor table (e.g. when an importer learns them while
+        streaming), in this transaction."""
+        unknown = [n for n in flags if n not in self._index]
+        if unknown:
+            raise ConfigError(f"no tensor {unknown[0]!r} in the file's table")
+        pruned = self._root["model"]["pruned"]
+        values = pruned[()]
+        for name, flag in flags.items():
+            values[self._index[name]] = 1 if flag else 0
+        pruned[...] = values
+
+    def _finish(self) -> None:
+        missing = [t.name for t, k in zip(self._tensors, self._kept) if k < 0]
+        if missing:
+            raise ConfigError(f"no mask given for tensor {missing[0]!r} (missing: {', '.join(missing[:5])}"
+                              + (", ..." if len(missing) > 5 else "") + ")")
+        self._group.create_dataset("kept", data=self._kept)
+        size = sum(t.size for t in self._tensors)
+        kept = int(self._kept.sum())
+        self._group.attrs.update({"kept": kept, "size": int(size), "density": density(kept, size)})
+
+
+def _write_eval_group(group: h5py.Group, accuracy: float, loss: float, early_stop_iteration: int | None,
+                      iterations: int, wall_time: float, curve: Mapping[str, np.ndarray]) -> h5py.Group:
+    """The ``eval`` group's headline attributes and training curve (shared by full and logged evaluations)."""
+    e = _create_group(group, "eval")
+    e.attrs["accuracy"] = float(accuracy)
+    e.attrs["loss"] = float(loss)
+    e.attrs["early_stop_iteration"] = -1 if early_stop_iteration is None else int(early_stop_iteration)
+    e.attrs["iterations"] = int(iterations)
+    e.attrs["wall_time"] = float(wall_time)
+    c = _create_group(e, "curve")
+    lengths = {np.asarray(v).shape for v in curve.values()}
+    if len(lengths) > 1 or any(len(x) != 1 for x in lengths):
+        raise ConfigError(f"training-curve columns must be 1-D of equal length; got {sorted(lengths)}")
+    for name, column in curve.items():
+        c.create_dataset(str(name), data=np.asarray(column))
+    return e
 
 
 def _write_evaluation(group: h5py.Group, ev: Evaluation, num_classes: int | None, n_test: int | None) -> None:
@@ -706,20 +814,13 @@ def _write_evaluation(group: h5py.Group, ev: Evaluation, num_classes: int | None
         raise ConfigError(f"evaluation has {ev.num_classes} classes but the file's dataset has {num_classes}")
     if n_test is not None and ev.predictions.size != n_test:
         raise ConfigError(f"evaluation has {ev.predictions.size} predictions but the test set has {n_test} examples")
-    e = _create_group(group, "eval")
-    e.attrs["accuracy"] = ev.accuracy
-    e.attrs["loss"] = float(ev.loss)
-    e.attrs["early_stop_iteration"] = -1 if ev.early_stop_iteration is None else int(ev.early_stop_iteration)
-    e.attrs["iterations"] = int(ev.iterations)
-    e.attrs["wall_time"] = float(ev.wall_time)
+    e = _write_eval_group(group, ev.accuracy, ev.loss, ev.early_stop_iteration, ev.iterations, ev.wall_time,
+                          ev.curve)
     e.create_dataset("per_class_accuracy", data=ev.per_class_accuracy.astype(np.float64))
     e.create_dataset("confusion", data=ev.confusion)
     pred_dtype = np.int16 if ev.num_classes <= np.iinfo(np.int16).max else np.int32
     preds = ev.predictions.astype(pred_dtype)
     e.create_dataset("predictions", data=preds, **_gzip(preds.size))
-    c = _create_group(e, "curve")
-    for name, column in ev.curve.items():
-        c.create_dataset(name, data=column)
 
 
 def create(
@@ -900,6 +1001,30 @@ class TicketWriter:
             del branches[branch]
         return _create_group(branches, branch)
 
+    @contextlib.contextmanager
+    def level_writer(self, level: int, *, branch: str | None = None, attrs: Mapping[str, Any] | None = None,
+                     overwrite: bool = False) -> Iterator[LevelWriter]:
+        """Write level ``level`` (or a branch of it) one tensor at a time, in one atomic transaction.
+
+        ::
+
+            with writer.level_writer(3, attrs={"rate": 0.2}) as lw:
+                for name, mask in ...:            # any order
+                    lw.add_mask(name, mask)       # or packed=..., kept=...
+                lw.set_evaluation(ev)
+
+        The level is committed when the block ends, and only if every tensor got a mask; on an error the file is
+        left as it was.
+        """
+        with self.transaction() as f:
+            g = self._level_group(f, level, branch, overwrite)
+            g.attrs["created"] = _now()
+            for k, v in (attrs or {}).items():
+                g.attrs[k] = v
+            lw = LevelWriter(g, f, self._tensors, self._num_classes, self._n_test)
+            yield lw
+            lw._finish()
+
     def write_level(
         self,
         level: int,
@@ -927,10 +1052,7 @@ class TicketWriter:
         overwrite : bool
             Replace the level if it exists.
         """
-        masks = check_masks(masks, self._tensors)
-        with self.transaction() as f:
-            g = self._level_group(f, level, None, overwrite)
-            self._fill(g, masks, evaluation, weights, attrs)
+        self._write(level, None, check_masks(masks, self._tensors), evaluation, weights, None, attrs, overwrite)
 
     def write_branch(
         self,
@@ -944,31 +1066,30 @@ class TicketWriter:
         weights: Mapping[str, Any] | None = None,
         seed: int | None = None,
         description: str = "",
+        attrs: Mapping[str, Any] | None = None,
         overwrite: bool = False,
     ) -> None:
         """Write a control branch of ``level`` atomically: its own mask, initial weights and evaluation.
 
         ``kind`` names the control (e.g. ``"reinit"``, ``"shuffle"``, ``"random"``).
         """
-        masks = check_masks(masks, self._tensors)
-        with self.transaction() as f:
-            g = self._level_group(f, level, name, overwrite)
-            g.attrs.update({"kind": str(kind), "seed": -1 if seed is None else int(seed),
-                            "description": str(description)})
-            self._fill(g, masks, evaluation, weights, None)
-            if init_weights is not None:
-                _write_weights(_create_group(g, "init_weights"), init_weights, masks)
+        attrs = {"kind": str(kind), "seed": -1 if seed is None else int(seed), "description": str(description),
+                 **(attrs or {})}
+        self._write(level, name, check_masks(masks, self._tensors), evaluation, weights, init_weights, attrs,
+                    overwrite)
 
-    def _fill(self, g: h5py.Group, masks: dict[str, np.ndarray], evaluation: Evaluation | None,
-              weights: Mapping[str, Any] | None, attrs: Mapping[str, Any] | None) -> None:
-        g.attrs["created"] = _now()
-        for k, v in (attrs or {}).items():
-            g.attrs[k] = v
-        _write_masks(g, self._tensors, masks)
-        if weights is not None:
-            _write_weights(_create_group(g, "weights"), weights, masks)
-        if evaluation is not None:
-            _write_evaluation(g, evaluation, self._num_classes, self._n_test)
+    def _write(self, level: int, branch: str | None, masks: dict[str, np.ndarray], evaluation: Evaluation | None,
+               weights: Mapping[str, Any] | None, init_weights: Mapping[str, Any] | None,
+               attrs: Mapping[str, Any] | None, overwrite: bool) -> None:
+        with self.level_writer(level, branch=branch, attrs=attrs, overwrite=overwrite) as lw:
+            for name, m in masks.items():
+                lw.add_mask(name, m)
+            if weights is not None:
+                lw.add_weights(weights, masks)
+            if init_weights is not None:
+                lw.add_init_weights(init_weights, masks)
+            if evaluation is not None:
+                lw.set_evaluation(evaluation)
 
     def write_checkpoint(self, point: str, weights: Mapping[str, Any], *, iteration: int | None = None,
                          overwrite: bool = False) -> None:

@@ -24,7 +24,7 @@ is reported.
 
 **Streaming.** Tensors are read one at a time, in blocks of about 8 Mi weights; a block becomes a bit-packed
 mask piece at once, so memory holds the packed masks of one tensor (1 bit per weight) plus one block, whatever
-the size of the checkpoint. Levels are written through the streaming adapter in :mod:`ticketlab.io._sink`.
+the size of the checkpoint. Levels are written one tensor at a time through ``TicketWriter.level_writer``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import numpy as np
 
 from ticketlab import store
 from ticketlab.errors import ConfigError, TicketFileError
-from ticketlab.io._sink import level_sink
 from ticketlab.io.common import ImportResult, atomic_outputs, check_output, natural_key, tensor_kind
 from ticketlab.io.names import canonical_key
 from ticketlab.io.tensorfiles import Checkpoint, TensorRef, blocks_hold_whole_slices, iter_chunks, nonzero
@@ -335,7 +334,7 @@ def _write_level(writer: store.TicketWriter, level: int, src: Path, refs: dict[s
                  pruned_any: dict[str, bool]) -> list[dict[str, Any]]:
     records = []
     attrs = {"source": str(src), "zero_threshold": float(zero_threshold)}
-    with level_sink(writer, level, attrs=attrs) as sink:
+    with writer.level_writer(level, attrs=attrs) as sink:
         for t in tensors:
             ref = refs[t.name]
             scan = scan_tensor(ref, t.name, chunk_elements)

@@ -490,7 +490,7 @@ def _import_replicate(lot: Path, rep: Path, tmp: Path, weights: bool, result: Im
             end = _load_model(exp.end, tensors)
             _check_zeros(exp.end, end, masks, notes)
         attrs = {"source": str(exp.path.relative_to(rep)), **exp.final()}
-        writer.write_level(level, masks, weights=end, attrs=attrs)
+        _write(writer, level, None, masks, exp, attrs=attrs, weights=end)
         kept = sum(int(np.count_nonzero(m)) for m in masks.values())
         result.levels.append({"level": level, "branch": None, "kept": kept, "size": size,
                               "density": density(kept, size), "source": str(exp.path)})
@@ -510,15 +510,35 @@ def _import_replicate(lot: Path, rep: Path, tmp: Path, weights: bool, result: Im
             elif weights:
                 bend = _load_model(b.end, tensors)
                 _check_zeros(b.end, bend, bmasks, notes)
-            writer.write_branch(level, b.name, bmasks, kind=BRANCH_KINDS.get(b.openlth_name, b.openlth_name),
-                                init_weights=binit, weights=bend,
-                                description=f"OpenLTH branch {b.openlth_name} ({b.path.name}); its arguments are "
-                                "known only through the hash")
+            _write(writer, level, b.name, bmasks, b, weights=bend, init_weights=binit, attrs={
+                "kind": BRANCH_KINDS.get(b.openlth_name, b.openlth_name), "seed": -1,
+                "description": f"OpenLTH branch {b.openlth_name} ({b.path.name}); its arguments are known only "
+                               "through the hash", **b.final()})
             bkept = sum(int(np.count_nonzero(m)) for m in bmasks.values())
             result.levels.append({"level": level, "branch": b.name, "kept": bkept, "size": size,
                                   "density": density(bkept, size), "source": str(b.path)})
     writer.write_state("import", {"notes": notes})
     writer.set_status("complete")
+
+
+def _write(writer: store.TicketWriter, level: int, branch: str | None, masks: dict[str, np.ndarray], exp: Any, *,
+           attrs: dict[str, Any], weights: dict | None = None, init_weights: dict | None = None) -> None:
+    """One level or branch, with OpenLTH's logged test metrics (it logs no per-example predictions)."""
+    with writer.level_writer(level, branch=branch, attrs=attrs) as lw:
+        for name, m in masks.items():
+            lw.add_mask(name, m)
+        if weights is not None:
+            lw.add_weights(weights, masks)
+        if init_weights is not None:
+            lw.add_init_weights(init_weights, masks)
+        log = exp.metrics()
+        if log.get("iteration") and "test_accuracy" in log:
+            curve = {k: np.asarray(v, dtype=np.float64) for k, v in log.items()}
+            curve["iteration"] = np.asarray(log["iteration"], dtype=np.int64)
+            final = exp.final()
+            lw.set_logged_metrics(accuracy=final.get("test_accuracy", float("nan")),
+                                  loss=final.get("test_loss", float("nan")), curve=curve,
+                                  iterations=final.get("end_iteration", 0))
 
 
 def _file_name(path: Path | None) -> str | None:

@@ -34,7 +34,7 @@ def _register(name: str, description: str, reference: str, **options: Any) -> No
 
 _register(
     "quickstart",
-    "LeNet-300-100 on the shipped MNIST: 6 short levels at 50%/level with the reinit control; ~2 min on 2 CPU cores",
+    "LeNet-300-100 on the shipped MNIST: 6 short levels at 50%/level with the reinit control; ~1 min on 2 CPU cores",
     "a scaled-down Frankle & Carbin (2019) LeNet experiment",
     model="lenet300", dataset="mnist", strategy="layer_magnitude", rate=0.5, output_rate=0.25, levels=6,
     reset="rewind-init", controls=["reinit"], optimizer="adam", lr=1.2e-3, batch_size=60, iterations=2500,

@@ -17,7 +17,7 @@ from ticketlab.errors import TicketlabError
 # Sub-command modules, in the order ``ticketlab --help`` lists them.
 COMMANDS = [
     "train", "info", "models", "presets", "strategies", "data",
-    "overlap", "intersect", "sparsity", "structure", "fairness", "import", "export",
+    "overlap", "intersect", "sparsity", "structure", "fairness", "plot", "report", "import", "export",
 ]
 
 # Commands registered by a module of another name (one module registers several listing commands).

@@ -187,6 +187,34 @@ def _read_run(s: Selection, name: str, level: int, num_classes: int, n_test: int
                        density=np.array(dens), predictions=preds, seed=t.seed)
 
 
+def load_runs(selections: list[Selection], level: int, names: list[str]
+              ) -> tuple[list[FairnessRun], np.ndarray | None, tuple[str, ...] | None]:
+    """Read each selected file's evaluations into a :class:`FairnessRun` named by ``names``.
+
+    Returns ``(runs, labels, class_names)``: the test labels shared by all runs (several runs must share their
+    test set; refused otherwise) and the class names, each ``None`` when the files do not record them.
+    """
+    datasets = [s.ticket.dataset for s in selections]
+    first = datasets[0]
+    if first is not None:
+        num_classes = first.num_classes
+    else:
+        ev0 = selections[0].ticket.evaluation(0) if 0 in selections[0].ticket.levels else None
+        if ev0 is None:
+            raise TicketFileError(f"{selections[0].path}: records neither its dataset nor a level-0 evaluation")
+        num_classes = ev0.num_classes
+    class_names = first.class_names if first is not None and first.class_names else None
+    labels = None
+    if len(selections) > 1:
+        labels = check_same_test_set([None if d is None else d.test_labels for d in datasets],
+                                     [str(s.path) for s in selections])
+    elif first is not None and first.test_labels is not None:
+        labels = first.test_labels
+    runs = [_read_run(s, n, level, num_classes, None if labels is None else labels.size)
+            for s, n in zip(selections, names)]
+    return runs, labels, class_names
+
+
 def _run_names(selections: list[Selection]) -> list[str]:
     names = [s.path.name for s in selections]
     if len(set(names)) < len(names):
@@ -213,22 +241,7 @@ def run(args: argparse.Namespace) -> int:
                               "(e.g. one file per seed); give several FILEs")
         wanted = tuple(w for w in wanted if w not in POPULATION_SECTIONS)
 
-    datasets = [s.ticket.dataset for s in selections]
-    first = datasets[0]
-    if first is not None:
-        num_classes = first.num_classes
-    else:
-        ev0 = selections[0].ticket.evaluation(0) if 0 in selections[0].ticket.levels else None
-        if ev0 is None:
-            raise TicketFileError(f"{selections[0].path}: records neither its dataset nor a level-0 evaluation")
-        num_classes = ev0.num_classes
-    class_names = first.class_names if first is not None and first.class_names else None
-    labels = None
-    if several:
-        labels = check_same_test_set([None if d is None else d.test_labels for d in datasets],
-                                     [str(s.path) for s in selections])
-    elif first is not None and first.test_labels is not None:
-        labels = first.test_labels
+    runs, labels, class_names = load_runs(selections, level, names)
     methods = {s.ticket.method for s in selections}
     if len(methods) > 1:
         print(f"ticketlab fairness: warning: the runs were made by different methods ({'; '.join(sorted(methods))}); "
@@ -238,8 +251,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"ticketlab fairness: warning: several files have the same seed ({seeds}); are they the same run?",
               file=sys.stderr)
 
-    runs = [_read_run(s, n, level, num_classes, None if labels is None else labels.size)
-            for s, n in zip(selections, names)]
     compute = set(wanted)
     if args.report:  # the page shows every section that the runs allow
         compute |= {"drops", "fit"} | ({"hooker", "pies"} if several else set())

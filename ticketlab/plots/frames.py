@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Iterable, Sequence
@@ -444,9 +443,9 @@ def fairness_frames(paths: Sequence[PathLike], *, level: int | None = None) -> t
     """
     import argparse
 
-    from ticketlab.analysis.fairness import SECTIONS, check_same_test_set, fairness_analysis
+    from ticketlab.analysis.fairness import SECTIONS, fairness_analysis
     from ticketlab.cli._select import check_same_model
-    from ticketlab.cli.fairness import _read_run, _resolve
+    from ticketlab.cli.fairness import _resolve, load_runs
 
     specs = [str(p.path) if isinstance(p, TicketFile) else str(p) for p in paths]
     if not specs:
@@ -455,31 +454,10 @@ def fairness_frames(paths: Sequence[PathLike], *, level: int | None = None) -> t
     try:
         check_same_model(selections)
         names = [r.run for r in run_infos([s.ticket for s in selections])]
-        datasets = [s.ticket.dataset for s in selections]
-        first = datasets[0]
-        if first is not None:
-            num_classes = first.num_classes
-        else:
-            ev0 = selections[0].ticket.evaluation(0) if 0 in selections[0].ticket.levels else None
-            if ev0 is None:
-                raise TicketFileError(f"{selections[0].path}: records neither its dataset nor a level-0 evaluation")
-            num_classes = ev0.num_classes
-        class_names = first.class_names if first is not None and first.class_names else None
+        runs, labels, class_names = load_runs(selections, lv, names)
         several = len(selections) > 1
-        labels = None
-        if several:
-            labels = check_same_test_set([None if d is None else d.test_labels for d in datasets],
-                                         [str(s.path) for s in selections])
-        elif first is not None:
-            labels = first.test_labels
-        runs = [_read_run(s, n, lv, num_classes, None if labels is None else labels.size)
-                for s, n in zip(selections, names)]
         sections = [s for s in SECTIONS if several or s in ("drops", "fit")]
-        with warnings.catch_warnings():
-            # scipy warns of precision loss when a class's recall is (nearly) equal in every run; the test's
-            # result is then NaN or not significant, which the frames show
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return fairness_analysis(runs, lv, labels=labels, class_names=class_names, sections=sections), lv
+        return fairness_analysis(runs, lv, labels=labels, class_names=class_names, sections=sections), lv
     finally:
         for s in selections:
             s.ticket.close()

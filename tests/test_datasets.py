@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import builtins
 import dataclasses
 import functools
@@ -16,7 +15,6 @@ import pickle
 import shlex
 import struct
 import subprocess
-import sys
 import tarfile
 import threading
 from pathlib import Path

@@ -147,7 +147,7 @@ def test_rate_validation(name, rate):
 
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_iterated_levels_stay_nested_and_shrink(name):
-    weights, masks = make_weights(), {k: np.ones(s, bool) for k, s in SHAPES.items()}
+    masks = {k: np.ones(s, bool) for k, s in SHAPES.items()}
     for level in range(6):
         new = run(name, make_weights(seed=level), masks, 0.2, seed=level)
         assert all(not np.any(new[k] & ~masks[k]) for k in masks)

@@ -381,9 +381,7 @@ def test_bad_files_give_one_clear_line(ticket, tmp_path, capsys):
         assert "Traceback" not in err
 
 
-def test_missing_level_lists_present_levels(ticket, capsys):
-    from ticketlab.cli import main
-
+def test_missing_level_lists_present_levels(ticket):
     path, _ = ticket
     with pytest.raises(TicketFileError, match=r"no level 7; levels present: 0, 1, 2, 3"):
         store.open_ticket(path).masks(7)

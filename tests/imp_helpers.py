@@ -14,13 +14,13 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ticketlab.imp import IMPRun, RunConfig, _Data
+from ticketlab.imp import IMPRun, RunConfig, RunData
 from ticketlab.models import create_model
 from ticketlab.training import TrainConfig
 
 
 def synthetic_data(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, *, n_train: int = 96,
-                   n_val: int | None = 24, n_test: int = 40, seed: int = 0, separation: float = 1.0) -> _Data:
+                   n_val: int | None = 24, n_test: int = 40, seed: int = 0, separation: float = 1.0) -> RunData:
     """A small, roughly separable random dataset of any input shape, deterministic in ``seed``.
 
     Every class ``c`` has a random prototype ``mu_c`` (standard normal, of ``input_shape``); an example of class
@@ -39,7 +39,7 @@ def synthetic_data(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int 
     train = split(n_train)
     val = split(n_val) if n_val else None
     test = split(n_test)
-    return _Data(train, val, test, num_classes, tuple(f"class{i}" for i in range(num_classes)), tuple(input_shape))
+    return RunData(train, val, test, num_classes, tuple(f"class{i}" for i in range(num_classes)), tuple(input_shape))
 
 
 def tiny_train(**overrides: Any) -> TrainConfig:
@@ -56,14 +56,14 @@ def tiny_config(train: TrainConfig | None = None, **overrides: Any) -> RunConfig
     return RunConfig(train=train or tiny_train(), **base)
 
 
-def run_tiny(path: Path, config: RunConfig, data: _Data | None = None, **run_kwargs: Any) -> Path:
+def run_tiny(path: Path, config: RunConfig, data: RunData | None = None, **run_kwargs: Any) -> Path:
     """Run IMP on CPU without progress bars; ``data`` defaults to :func:`synthetic_data` of the model's shape."""
     if data is None:
         data = synthetic_data()
     return IMPRun(config, path, data=data, device="cpu", progress=False).run(**run_kwargs)
 
 
-def fresh_model(config: RunConfig, data: _Data, seed: int) -> torch.nn.Module:
+def fresh_model(config: RunConfig, data: RunData, seed: int) -> torch.nn.Module:
     """The registry model of ``config`` initialised under ``torch.manual_seed(seed)`` (what IMP's factory does)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

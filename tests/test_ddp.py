@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
         x = torch.randn(n, 1, 28, 28, generator=g)
         y = (x.mean(dim=(1, 2, 3)) > 0).long() + 2 * (x[:, 0, 0, 0] > 0).long()
         return x, y
-    data = imp._Data(train=split(512), val=split(64), test=split(128), num_classes=4,
+    data = imp.RunData(train=split(512), val=split(64), test=split(128), num_classes=4,
                      class_names=("a", "b", "c", "d"), input_shape=(1, 28, 28))
     config = imp.RunConfig(levels=2, rate=0.5, controls=("random",), val_size=64,
                            train=TrainConfig(iterations=12, batch_size=32, eval_every=6))

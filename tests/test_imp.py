@@ -9,6 +9,7 @@ bit for bit against uninterrupted runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import subprocess
@@ -336,13 +337,55 @@ def test_a_layer_rate_pattern_matching_nothing_is_refused(tmp_path, data):
     (dict(retrain_iterations=13), r"retrain_iterations must be in \[1, 12\]"),
     (dict(reset="rewind:4", retrain_iterations=9), r"retrain_iterations must be in \[1, 8\]"),
     (dict(reset="finetune", retrain_iterations=0), "retrain_iterations must be >= 1"),
-    (dict(model="lenet"), "unknown model 'lenet'; choose one of: conv2"),
-    (dict(dataset="svhn"), "unknown dataset 'svhn'; choose one of: mnist"),
     (dict(strategy="magnitude"), "unknown pruning strategy 'magnitude'; choose one of: global_magnitude"),
 ])
 def test_bad_run_options_are_refused_with_a_message(overrides, message):
     with pytest.raises(ConfigError, match=message):
         tiny_config(**overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(model="lenet"), "unknown model 'lenet'; choose one of: conv2"),
+    (dict(dataset="svhn"), "unknown dataset 'svhn'; choose one of: mnist"),
+])
+def test_unknown_registry_names_are_refused_before_anything_is_written(tmp_path, overrides, message):
+    path = tmp_path / "x.h5"
+    with pytest.raises(ConfigError, match=message):
+        IMPRun(tiny_config(**overrides), path, device="cpu", progress=False)
+    assert not path.exists()
+
+
+def test_any_module_and_data_through_the_python_api(tmp_path):
+    """A model and a dataset that are in no registry: their names are labels; Linear/Conv weights are pruned."""
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+            self.head = torch.nn.Linear(4 * 26 * 26, 10)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.conv(x)).flatten(1))
+
+    def factory(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return Tiny()
+
+    data = synthetic_data(n_train=64)  # 64 examples, batch 16: 4 steps per epoch
+    config = tiny_config(model="my-convnet", dataset="my-data", reset="rewind:1ep", rate=0.5,
+                         train=tiny_train(iterations=8, eval_every=4))
+    path = IMPRun(config, tmp_path / "mine.h5", model_factory=factory, data=data, device="cpu",
+                  progress=False).run()
+    with store.open_ticket(path) as t:
+        assert [(x.name, x.kind) for x in t.tensors] == [("conv.weight", "conv"), ("head.weight", "linear")]
+        assert t.model == "my-convnet" and t.dataset.name == "my-data" and t.levels == [0, 1, 2]
+        # rewind:1ep counts epochs of the data given: 64 // 16 = 4 iterations
+        assert t.status == "complete"
+        assert t.evaluation(1).curve["iteration"][0] == 4
+        assert t.level_record(2)["density"] == pytest.approx(0.25, abs=0.01)
+    with pytest.raises(ConfigError, match="rewinds to iteration 8, which is not before the end"):
+        IMPRun(dataclasses.replace(config, reset="rewind:2ep"), tmp_path / "late.h5", model_factory=factory,
+               data=data, device="cpu", progress=False)
 
 
 def test_finetune_may_retrain_longer_than_the_schedule():

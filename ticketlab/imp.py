@@ -153,12 +153,13 @@ class RunConfig:
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
-        from ticketlab.datasets import get_dataset_spec
-        from ticketlab.models import get_model_spec
         from ticketlab.pruning import get_strategy
 
-        get_model_spec(self.model)
-        get_dataset_spec(self.dataset)
+        # model and dataset are registry names, or labels of the caller's own (IMPRun's model_factory and data);
+        # the registries are consulted, with their lists of valid names, when IMPRun uses them
+        for key in ("model", "dataset"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"{key} must be a non-empty name; got {getattr(self, key)!r}")
         strategy = get_strategy(self.strategy)
         if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not 0 < self.rate < 1:
             raise ConfigError(f"rate must be a number in (0, 1) (the fraction of the remaining weights pruned "
@@ -200,44 +201,65 @@ class RunConfig:
                               f"{self.levels!r}")
         if not isinstance(self.train, TrainConfig):
             raise ConfigError("train must be a TrainConfig")
-        mode, k, _ = parse_reset(self.reset)
-        if mode == "rewind" and k is not None and self.rewind_iteration() >= self.train.iterations:
-            raise ConfigError(
-                f"reset {self.reset} rewinds to iteration {self.rewind_iteration()}, which is not before the end "
-                f"of training ({self.train.iterations} iterations); choose a smaller K"
-            )
-        if self.retrain_iterations is not None:
-            limit = self.train.iterations - (self.rewind_iteration() if mode == "rewind" else 0)
-            if not 1 <= self.retrain_iterations <= limit and mode != "finetune":
-                raise ConfigError(f"retrain_iterations must be in [1, {limit}] for reset {self.reset}; got "
-                                  f"{self.retrain_iterations}")
-            if self.retrain_iterations < 1:
-                raise ConfigError(f"retrain_iterations must be >= 1; got {self.retrain_iterations}")
         if self.val_size < 0:
             raise ConfigError(f"val_size must be >= 0; got {self.val_size}")
+        parse_reset(self.reset)
+        if self.retrain_iterations is not None and self.retrain_iterations < 1:
+            raise ConfigError(f"retrain_iterations must be >= 1; got {self.retrain_iterations}")
+        registered = self.steps_per_epoch()
+        if registered is not None or parse_reset(self.reset)[2] != "ep":
+            self.check_schedule(registered)
+
+    def check_schedule(self, steps_per_epoch: int | None = None) -> None:
+        """Refuse a rewind point at or past the end of training, or a retraining length that does not fit.
+
+        ``steps_per_epoch`` converts ``rewind:Kep``; default: from the registry dataset's size.
+        """
+        mode = parse_reset(self.reset)[0]
+        k = self.rewind_iteration(steps_per_epoch)
+        if mode == "rewind" and k >= self.train.iterations:
+            raise ConfigError(
+                f"reset {self.reset} rewinds to iteration {k}, which is not before the end "
+                f"of training ({self.train.iterations} iterations); choose a smaller K"
+            )
+        if self.retrain_iterations is not None and mode != "finetune":
+            limit = self.train.iterations - k
+            if not 1 <= self.retrain_iterations <= limit:
+                raise ConfigError(f"retrain_iterations must be in [1, {limit}] for reset {self.reset}; got "
+                                  f"{self.retrain_iterations}")
 
     # -- derived quantities ----------------------------------------------------------------------------------
 
-    def steps_per_epoch(self) -> int:
-        """Iterations per epoch of the training set (training examples minus the validation hold-out)."""
-        from ticketlab.datasets import get_dataset_spec
+    def steps_per_epoch(self) -> int | None:
+        """Iterations per epoch of the registry dataset's training set (minus the validation hold-out); ``None``
+        for a dataset that is not in the registry (IMPRun then counts the data it is given)."""
+        from ticketlab.datasets import get_dataset_spec, list_datasets
 
+        if self.dataset not in list_datasets():
+            return None
         n_train = get_dataset_spec(self.dataset).train_size - self.val_size
         return steps_per_epoch(n_train, self.train.batch_size)
 
-    def rewind_iteration(self) -> int:
-        """K of ``rewind:K`` in iterations (epochs converted); 0 for other modes."""
+    def rewind_iteration(self, steps_per_epoch: int | None = None) -> int:
+        """K of ``rewind:K`` in iterations (``Kep`` converted with ``steps_per_epoch``, by default from the registry
+        dataset's size); 0 for other modes."""
         mode, k, unit = parse_reset(self.reset)
         if mode != "rewind":
             return 0
-        return k * self.steps_per_epoch() if unit == "ep" else k
+        if unit != "ep":
+            return k
+        spe = steps_per_epoch if steps_per_epoch is not None else self.steps_per_epoch()
+        if spe is None:
+            raise ConfigError(f"reset {self.reset} counts epochs of dataset {self.dataset!r}, whose size is not "
+                              "known here; give K in iterations")
+        return k * spe
 
-    def retrain_window(self) -> tuple[int, int]:
+    def retrain_window(self, steps_per_epoch: int | None = None) -> tuple[int, int]:
         """The iterations ``[start, stop)`` of the schedule that retraining at a pruned level runs."""
         mode, _, _ = parse_reset(self.reset)
         total = self.train.iterations
         if mode == "rewind":
-            k = self.rewind_iteration()
+            k = self.rewind_iteration(steps_per_epoch)
             return k, min(total, k + (self.retrain_iterations or total - k))
         r = self.retrain_iterations or total
         if mode == "lr-rewind":
@@ -416,7 +438,20 @@ class Distributed:
 
 
 @dataclass
-class _Data:
+class RunData:
+    """The data of a run, held in memory: bring your own by building one of these.
+
+    Attributes
+    ----------
+    train, val, test : (Tensor (N, ...), Tensor (N,) int64)
+        Training set (without the validation examples), validation set (or ``None``: no early-stopping
+        iteration is then recorded) and test set. Inputs as the model takes them; labels are class indices.
+    num_classes : int
+    class_names : tuple of str
+    input_shape : tuple of int
+        Shape of one input, e.g. ``(1, 28, 28)``.
+    """
+
     train: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor] | None
     test: tuple[torch.Tensor, torch.Tensor]
@@ -425,7 +460,7 @@ class _Data:
     input_shape: tuple[int, ...]
 
 
-def load_data(config: RunConfig) -> _Data:
+def load_data(config: RunConfig) -> RunData:
     """Load the dataset and carve the validation split (fixed seed ``split_seed``)."""
     from ticketlab.datasets import load_dataset, validation_split
 
@@ -435,7 +470,7 @@ def load_data(config: RunConfig) -> _Data:
     train_idx, val_idx = validation_split(len(ds.train_y), config.val_size, config.split_seed)
     train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
     val = (ds.train_x[val_idx], ds.train_y[val_idx]) if config.val_size else None
-    return _Data((ds.train_x[train_idx], ds.train_y[train_idx]), val, (ds.test_x, ds.test_y), ds.num_classes,
+    return RunData((ds.train_x[train_idx], ds.train_y[train_idx]), val, (ds.test_x, ds.test_y), ds.num_classes,
                  tuple(ds.class_names), tuple(ds.train_x.shape[1:]))
 
 
@@ -452,9 +487,15 @@ class IMPRun:
     path : path-like
         The ticket file.
     model_factory : callable(seed) -> nn.Module, optional
-        Builds a freshly initialised model (default: the registry model of ``config.model``, seeded).
-    data : _Data, optional
-        Preloaded data (default: :func:`load_data`).
+        Builds a freshly initialised model from an integer seed (default: the registry model of
+        ``config.model``, seeded). Any ``nn.Module``: its Linear and Conv weights are the prunable tensors.
+    data : RunData, optional
+        Preloaded data (default: :func:`load_data` of the registry dataset ``config.dataset``).
+
+    Example: your own model and data (``config.model`` and ``config.dataset`` are then just labels)::
+
+        config = RunConfig(model="my-mlp", dataset="my-data", levels=5, train=TrainConfig(iterations=2000))
+        IMPRun(config, "mine.h5", model_factory=lambda seed: MyMLP(), data=RunData(...)).run()
     device : str
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     progress : bool or None
@@ -464,7 +505,7 @@ class IMPRun:
     """
 
     def __init__(self, config: RunConfig, path: str | Path, *, model_factory: Callable[[int], nn.Module] | None = None,
-                 data: _Data | None = None, device: str = "auto", progress: bool | None = None,
+                 data: RunData | None = None, device: str = "auto", progress: bool | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.path = Path(path)
@@ -472,16 +513,23 @@ class IMPRun:
         self.device = self.dist.device if self.dist.active else resolve_device(device)
         self.progress = progress
         self.log = log or (lambda line: None)
+        if model_factory is None:
+            from ticketlab.models import get_model_spec
+
+            get_model_spec(config.model)  # unknown names are refused with the list of models
         self.data = data if data is not None else load_data(config)
+        self.steps_per_epoch = steps_per_epoch(len(self.data.train[1]), config.train.batch_size)
+        config.check_schedule(self.steps_per_epoch)  # epochs of the data actually trained on
         self._factory = model_factory or self._registry_factory
         probe = self._new_model(derive_seed(config.seed, _INIT, 0))
         self.tensors = self._tensor_table(probe)
         self.augment = None
         if config.augment:
-            from ticketlab.datasets import augment_cifar, get_dataset_spec
+            from ticketlab.datasets import augment_cifar, get_dataset_spec, list_datasets
 
-            # pad with black as it looks after normalisation
-            self.augment = functools.partial(augment_cifar, fill=get_dataset_spec(config.dataset).black)
+            # pad with black as it looks after normalisation (registry datasets; 0 for the caller's own)
+            fill = get_dataset_spec(config.dataset).black if config.dataset in list_datasets() else 0.0
+            self.augment = functools.partial(augment_cifar, fill=fill)
 
     # -- model construction -----------------------------------------------------------------------------------
 
@@ -569,7 +617,7 @@ class IMPRun:
         c = self.config
         if parse_reset(c.reset)[0] == "finetune":
             return self._train(start_weights, masks, (0, c.finetune_config().iterations), c.finetune_config(), desc)
-        return self._train(start_weights, masks, c.retrain_window(), c.train, desc)
+        return self._train(start_weights, masks, c.retrain_window(self.steps_per_epoch), c.train, desc)
 
     # -- the loop -----------------------------------------------------------------------------------------------
 
@@ -645,7 +693,7 @@ class IMPRun:
         with store.open_ticket(self.path) as t:
             init = _torch_weights(t.weights("init"))
         writer = store.TicketWriter(self.path) if d.primary else None
-        rewind_k = c.rewind_iteration() if parse_reset(c.reset)[0] == "rewind" else None
+        rewind_k = c.rewind_iteration(self.steps_per_epoch) if parse_reset(c.reset)[0] == "rewind" else None
 
         # level 0: the dense network (or the given start mask), trained for the full schedule from θ0
         if 0 not in done:

@@ -14,6 +14,9 @@ fraction of weights (``docs/conventions.md``)::
 
     plots.plot_files("overlap", ["rewind_s0.h5:8", "rewind_s1.h5:8"])   # what `ticketlab plot` draws
 
+In Jupyter, run ``%matplotlib inline`` once: a Figure made without pyplot is displayed as an image only after
+the inline backend has registered its formatter (the notebooks in ``analysis/`` do this in their first cell).
+
 =============================  =================================================================================
 function                       figure
 =============================  =================================================================================

@@ -676,20 +676,32 @@ def test_resume_of_a_complete_run_trains_nothing(tmp_path, data, spy):
 
 
 def test_resume_with_another_setting_is_refused_naming_it(tmp_path, data):
-    config = tiny_config(levels=1, train=tiny_train(iterations=4, eval_every=0))
+    config = tiny_config(levels=2, train=tiny_train(iterations=4, eval_every=0))
     path = run_tiny(tmp_path / "r.h5", config, data)
     before = path.read_bytes()
     for changed, pattern in [(dict(rate=0.3), r"rate: 0\.2 in the file, 0\.3 now"),
                              (dict(strategy="global_magnitude"), "strategy: 'layer_magnitude' in the file"),
                              (dict(seed=1), "seed: 0 in the file, 1 now"),
-                             (dict(levels=2), "levels: 1 in the file, 2 now")]:
-        other = tiny_config(**{**dict(levels=1, train=config.train), **changed})
+                             (dict(levels=1), "levels: 2 in the file, 1 now")]:  # more levels extends the run
+        other = tiny_config(**{**dict(levels=2, train=config.train), **changed})
         with pytest.raises(ConfigError, match=pattern) as err:
             run_tiny(path, other, data, resume=True)
         assert "--overwrite" in str(err.value)
     assert path.read_bytes() == before
     # data_dir is not part of the run's identity
-    run_tiny(path, tiny_config(levels=1, train=config.train, data_dir=str(tmp_path)), data, resume=True)
+    run_tiny(path, tiny_config(levels=2, train=config.train, data_dir=str(tmp_path)), data, resume=True)
+
+
+def test_resume_with_more_levels_extends_a_finished_run(tmp_path, data):
+    train = tiny_train(iterations=4, eval_every=0)
+    short = run_tiny(tmp_path / "short.h5", tiny_config(levels=1, train=train, controls=("reinit",)), data)
+    assert store.open_ticket(short).status == "complete"
+    run_tiny(short, tiny_config(levels=3, train=train, controls=("reinit",)), data, resume=True)
+    reference = run_tiny(tmp_path / "long.h5", tiny_config(levels=3, train=train, controls=("reinit",)), data)
+    extended, uninterrupted = read_run(short), read_run(reference)
+    assert extended["level_list"] == [0, 1, 2, 3] and extended["status"] == "complete"
+    assert_same_run(extended, uninterrupted)
+    assert store.open_ticket(short).config["levels"] == 3  # the file records what it now holds
 
 
 def test_resume_with_another_training_setting_names_that_setting(tmp_path, data):

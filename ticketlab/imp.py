@@ -646,7 +646,9 @@ class IMPRun:
         for k, v in stored.pop("train", {}).items():
             stored[f"train.{k}"] = v
         mine = self.config.identity()
-        diff = [k for k in mine if stored.get(k) != mine[k]]
+        # more levels than the file was made for extends the run (prune further); fewer is a different run
+        extend = isinstance(stored.get("levels"), int) and mine["levels"] > stored["levels"]
+        diff = [k for k in mine if stored.get(k) != mine[k] and not (k == "levels" and extend)]
         if diff:
             k = diff[0]
             raise ConfigError(
@@ -655,6 +657,13 @@ class IMPRun:
             )
         if [x.name for x in t.tensors] != [x.name for x in self.tensors]:
             raise ConfigError(f"{self.path}: its tensors differ from the model's; start again with --overwrite")
+        if extend:
+            config = dict(t.config)
+            config["levels"] = self.config.levels
+            t.close()
+            writer = store.TicketWriter(self.path)
+            writer.write_config(config)
+            writer.set_status("in_progress")
 
     def run(self, *, resume: bool = False, overwrite: bool = False, start_mask: Mapping[str, np.ndarray] | None = None,
             start_init: Mapping[str, Any] | None = None) -> Path:

@@ -1106,6 +1106,13 @@ class TicketWriter:
             g.attrs["iteration"] = -1 if iteration is None else int(iteration)
             _write_weights(g, weights)
 
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Replace the run configuration (``/config``), e.g. when a resumed run is extended by more levels."""
+        text = _to_json(dict(config), "config")
+        with self.transaction() as f:
+            del f["config"]
+            _write_string(f, "config", text)
+
     def write_state(self, name: str, state: Mapping[str, Any]) -> None:
         """Store (replacing) a JSON document under ``/state/<name>``, e.g. what a resumed run needs."""
         text = _to_json(dict(state), f"state {name!r}")

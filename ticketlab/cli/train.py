@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "ticketlab train --preset lth-lenet300 --reset rewind:1000 --controls reinit,random",
             "ticketlab train --model conv4 --dataset cifar10 --data-dir ~/data --strategy global_magnitude",
             "ticketlab train --preset quickstart --out q.h5 --resume    # continue an interrupted run",
+            "ticketlab train --preset quickstart --out q.h5 --resume --levels 9   # prune a finished run further",
             "ticketlab train --mask consensus.h5 --reset rewind-init --levels 0   # retrain a given ticket",
         ),
     )
@@ -81,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rate for tensors matching a pattern, e.g. 'convs.*=0.1' (repeatable)")
     g.add_argument("--norm", choices=["l1", "l2", "linf"], help="norm of ln_structured pruning")
     g.add_argument("--exclude", action="append", metavar="PATTERN", help="leave matching tensors unpruned (repeatable)")
-    g.add_argument("--levels", type=int, help="pruning steps after the dense level 0")
+    g.add_argument("--levels", type=int, help="pruning steps after the dense level 0 (with --resume, a larger "
+                   "number extends a finished run)")
     g.add_argument("--reset", help="rewind-init, rewind:K (iterations; Kep for epochs), lr-rewind, finetune, reinit, "
                    "shuffle")
     g.add_argument("--controls", type=_csv, help="comma-separated controls trained at every level: reinit,shuffle,random (none: no controls)")

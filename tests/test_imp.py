@@ -855,3 +855,10 @@ def test_every_preset_runs_at_tiny_size(tmp_path, name):
         assert all(run["levels"][1]["masks"]["fc.weight"].ravel())
     if config.augment:
         assert config.dataset == "cifar10"
+
+
+def test_build_config_needs_a_registry_dataset_only_to_count_epochs():
+    config = build_config("quickstart", model="my-net", dataset="my-data")  # lengths in iterations: labels only
+    assert (config.model, config.dataset, config.train.iterations) == ("my-net", "my-data", 2500)
+    with pytest.raises(ConfigError, match="unknown dataset 'my-data'.*Lengths in epochs need"):
+        build_config("renda-resnet20", dataset="my-data")  # 182 epochs, milestones in epochs

@@ -161,9 +161,20 @@ def build_config(preset: str | None = None, **overrides: Any):
             options.pop("output_rate")
     run = {k: v for k, v in options.items() if k in RUN_KEYS}
     tr = {k: v for k, v in options.items() if k in TRAIN_KEYS}
-    val_size = run.get("val_size", RunConfig.val_size)
-    spec = get_dataset_spec(run.get("dataset", RunConfig.dataset))
-    spe = steps_per_epoch(spec.train_size - val_size, tr.get("batch_size", TrainConfig.batch_size))
+    def spe_of_dataset() -> int:
+        """Steps per epoch: needed only to convert epochs, so only then must the dataset be a registry one."""
+        name = run.get("dataset", RunConfig.dataset)
+        try:
+            spec = get_dataset_spec(name)
+        except ConfigError as err:
+            raise ConfigError(f"{err}. Lengths in epochs need the training set's size, known for these datasets; "
+                              f"for your own data give iterations") from None
+        val_size = run.get("val_size", RunConfig.val_size)
+        return steps_per_epoch(spec.train_size - val_size, tr.get("batch_size", TrainConfig.batch_size))
+
+    uses_epochs = "epochs" in options or any(str(v).strip().endswith("ep") for v in
+                                             [*tr.get("milestones", ()), tr.get("warmup_iterations", "")])
+    spe = spe_of_dataset() if uses_epochs else 1
     if "epochs" in options:
         epochs = float(options["epochs"])
         if epochs <= 0:

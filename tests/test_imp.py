@@ -367,12 +367,11 @@ def test_any_module_and_data_through_the_python_api(tmp_path):
         def forward(self, x):
             return self.head(torch.relu(self.conv(x)).flatten(1))
 
-    def factory(seed: int) -> torch.nn.Module:
-        torch.manual_seed(seed)
+    def factory(seed: int) -> torch.nn.Module:  # ignores its seed: IMPRun seeds torch before calling it
         return Tiny()
 
     data = synthetic_data(n_train=64)  # 64 examples, batch 16: 4 steps per epoch
-    config = tiny_config(model="my-convnet", dataset="my-data", reset="rewind:1ep", rate=0.5,
+    config = tiny_config(model="my-convnet", dataset="my-data", reset="rewind:1ep", rate=0.5, controls=("reinit",),
                          train=tiny_train(iterations=8, eval_every=4))
     path = IMPRun(config, tmp_path / "mine.h5", model_factory=factory, data=data, device="cpu",
                   progress=False).run()
@@ -382,6 +381,10 @@ def test_any_module_and_data_through_the_python_api(tmp_path):
         # rewind:1ep counts epochs of the data given: 64 // 16 = 4 iterations
         assert t.status == "complete"
         assert t.evaluation(1).curve["iteration"][0] == 4
+        # the reinit control starts from other initial values than the run, although the factory ignores seeds
+        init, fresh = t.weights("init"), t.weights("init", level=1, branch="reinit")
+        kept = t.mask(1, "head.weight")
+        assert not np.array_equal(init["head.weight"][kept], fresh["head.weight"][kept])
         assert t.level_record(2)["density"] == pytest.approx(0.25, abs=0.01)
     with pytest.raises(ConfigError, match="rewinds to iteration 8, which is not before the end"):
         IMPRun(dataclasses.replace(config, reset="rewind:2ep"), tmp_path / "late.h5", model_factory=factory,

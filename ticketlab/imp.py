@@ -487,8 +487,8 @@ class IMPRun:
     path : path-like
         The ticket file.
     model_factory : callable(seed) -> nn.Module, optional
-        Builds a freshly initialised model from an integer seed (default: the registry model of
-        ``config.model``, seeded). Any ``nn.Module``: its Linear and Conv weights are the prunable tensors.
+        Builds a freshly initialised model (default: the registry model of ``config.model``). torch's global
+        RNG is seeded with ``seed`` before each call, so ``lambda seed: MyNet()`` is enough. Any ``nn.Module``: its Linear and Conv weights are the prunable tensors.
     data : RunData, optional
         Preloaded data (default: :func:`load_data` of the registry dataset ``config.dataset``).
 
@@ -540,7 +540,10 @@ class IMPRun:
         return create_model(self.config.model, num_classes=self.data.num_classes, input_shape=self.data.input_shape)
 
     def _new_model(self, seed: int) -> nn.Module:
+        # torch is seeded here, so a factory that ignores its argument (``lambda seed: MyNet()``) still gives
+        # reproducible and, for different seeds, different initialisations; the caller's RNG state is kept
         with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
             return self._factory(seed)
 
     def _tensor_table(self, model: nn.Module) -> list[TensorInfo]:

@@ -30,14 +30,7 @@ from ticketlab import store
 from ticketlab.analysis.overlap import pack, packed_overlap_counts
 from ticketlab.masks import TensorInfo
 
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from _timing import best_of  # benchmarks/_timing.py
 
 
 def in_memory(n: int, repeats: int) -> None:

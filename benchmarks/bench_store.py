@@ -23,6 +23,8 @@ import numpy as np
 from ticketlab import store
 from ticketlab.masks import TensorInfo
 
+from _timing import best_of  # benchmarks/_timing.py
+
 
 def model_tensors(scale: float) -> list[TensorInfo]:
     """A 25M-weight model (scale=1): eight 512x512x3x3 convs and a 4096x1500 linear layer."""
@@ -41,15 +43,6 @@ def baseline_read(path: Path, level: int, tensors: list[TensorInfo]) -> dict[str
 def ticketlab_read(path: Path, level: int) -> dict[str, np.ndarray]:
     with store.open_ticket(path) as t:
         return t.masks(level)
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -84,3 +84,16 @@ def make_ticket(path: Path, levels: int = 3, seed: int = 0, n_test: int = 200, w
 def ticket(tmp_path: Path) -> tuple[Path, dict]:
     path = tmp_path / "run.h5"
     return path, make_ticket(path)
+
+
+def assert_refused(main, args: list[str], out: Path, capsys, *words: str) -> str:
+    """Run the CLI ``main(args)``: exit status 2, one line on stderr containing ``words``, and nothing at ``out``
+    (neither the file nor a hidden temporary beside it). Returns the error line."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
+    return err

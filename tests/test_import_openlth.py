@@ -18,6 +18,8 @@ from ticketlab import store
 from ticketlab.cli import main
 from ticketlab.io.openlth import parse_hparams, parse_logger
 
+from conftest import assert_refused
+
 IPE = 469  # MNIST at batch 128
 
 
@@ -269,15 +271,8 @@ def test_import_rewinding_run_and_one_replicate(tmp_path: Path, capsys) -> None:
             np.testing.assert_array_equal(t.mask(1, k), m)
 
 
-def _assert_refused(args: list[str], out: Path, capsys, *words: str) -> None:
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    for w in words:
-        assert w in err, err
-    assert not out.exists()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
-
+def _assert_refused(args: list[str], out: Path, capsys, *words: str) -> str:
+    return assert_refused(main, args, out, capsys, *words)
 
 @pytest.mark.parametrize("damage", ["bad_value", "missing_mask", "truncated_model", "shape", "report", "pickle"])
 def test_bad_run_directories_are_refused_and_nothing_is_written(damage: str, tmp_path: Path, capsys) -> None:

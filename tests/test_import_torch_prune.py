@@ -16,6 +16,8 @@ from ticketlab import store
 from ticketlab.cli import main
 from ticketlab.io import normalise_state_dict
 
+from conftest import assert_refused
+
 
 class Net(nn.Module):
     def __init__(self) -> None:
@@ -137,15 +139,7 @@ def test_parametrize_masks_and_names(tmp_path: Path, capsys) -> None:
 
 
 def _refused(args: list[str], out: Path, capsys, *words: str) -> str:
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    for w in words:
-        assert w in err, err
-    assert not out.exists()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
-    return err
-
+    return assert_refused(main, args, out, capsys, *words)
 
 def test_saved_module_is_refused_without_unpickling(tmp_path: Path, capsys) -> None:
     net = Net()

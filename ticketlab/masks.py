@@ -126,3 +126,35 @@ def total_density(masks: Mapping[str, np.ndarray]) -> float:
     kept = sum(kept_count(m) for m in masks.values())
     size = sum(int(np.size(m)) for m in masks.values())
     return density(kept, size)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bit-packing: the one packer of the project (ticket files store masks this way; overlap counts on it).
+
+
+def pack_mask(mask: np.ndarray, *, word_bytes: int = 1) -> np.ndarray:
+    """Bit-pack a boolean mask: ``numpy.packbits`` of the C-order flattened array (big bit order).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, any shape
+    word_bytes : int
+        Zero-pad the result to a multiple of this many bytes (8 lets counting code view it as uint64).
+
+    Returns
+    -------
+    ndarray of uint8, ``ceil(mask.size / 8)`` bytes rounded up to a multiple of ``word_bytes``.
+    """
+    flat = np.ascontiguousarray(mask, dtype=bool).reshape(-1)
+    packed = np.packbits(flat)
+    if word_bytes > 1 and packed.size % word_bytes:
+        padded = np.zeros(-(-packed.size // word_bytes) * word_bytes, dtype=np.uint8)
+        padded[:packed.size] = packed
+        return padded
+    return packed
+
+
+def unpack_mask(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`pack_mask`: a boolean array of ``shape`` (padding bytes are ignored)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    return np.unpackbits(packed, count=n).view(bool).reshape(shape)

@@ -46,7 +46,7 @@ import numpy as np
 from ticketlab._version import __version__
 from ticketlab.errors import ConfigError, TicketFileError
 from ticketlab.evaluation import Evaluation
-from ticketlab.masks import TensorInfo, as_bool_mask, check_masks, compression, density, sparsity
+from ticketlab.masks import pack_mask, unpack_mask, TensorInfo, as_bool_mask, check_masks, compression, density, sparsity
 
 #: Version of the on-disk schema written by this ticketlab; readers accept files up to this version.
 SCHEMA_VERSION = 1
@@ -123,20 +123,6 @@ def _as_array(name: str, value: Any) -> tuple[np.ndarray, str | None]:
     if arr.dtype == object:
         raise ConfigError(f"weight {name!r} is not a numeric array")
     return arr, torch_dtype
-
-
-def pack_mask(mask: np.ndarray) -> np.ndarray:
-    """Bit-pack a boolean mask: ``numpy.packbits`` of the C-order flattened array (big bit order).
-
-    Returns a uint8 array of ``ceil(mask.size / 8)`` bytes; unpack with :func:`unpack_mask`.
-    """
-    return np.packbits(np.ascontiguousarray(mask, dtype=bool).reshape(-1))
-
-
-def unpack_mask(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of :func:`pack_mask`: a boolean array of ``shape``."""
-    n = int(np.prod(shape, dtype=np.int64))
-    return np.unpackbits(packed, count=n).view(bool).reshape(shape)
 
 
 def _fsync(path: Path) -> None:

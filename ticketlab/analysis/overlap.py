@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ticketlab.errors import ConfigError
+from ticketlab.masks import pack_mask
 
 # ----------------------------------------------------------------------------------------------------------
 # Counts
@@ -143,24 +144,9 @@ def _popcount_into(words: np.ndarray, out: np.ndarray) -> int:
 
 
 def pack(mask: np.ndarray) -> np.ndarray:
-    """Bit-pack a boolean mask for fast counting.
-
-    Parameters
-    ----------
-    mask : ndarray of bool, any shape
-        Flattened in C order.
-
-    Returns
-    -------
-    ndarray of uint8, shape (8 · ceil(mask.size / 64),)
-        ``numpy.packbits`` of the flattened mask (big bit order, the layout of ticket files), zero-padded to a
-        whole number of 8-byte words so that it can be viewed as uint64.
-    """
-    flat = np.ascontiguousarray(mask, dtype=bool).reshape(-1)
-    nbytes = -(-flat.size // 8)
-    out = np.zeros(-(-nbytes // 8) * 8, dtype=np.uint8)
-    out[:nbytes] = np.packbits(flat)
-    return out
+    """Bit-pack a boolean mask for fast counting: :func:`ticketlab.masks.pack_mask` padded to whole uint64
+    words (big bit order, the layout of ticket files)."""
+    return pack_mask(mask, word_bytes=8)
 
 
 def _packed_view(packed: np.ndarray, size: int, what: str) -> tuple[np.ndarray, np.ndarray]:

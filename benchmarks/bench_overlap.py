@@ -111,7 +111,7 @@ def files(n_per_tensor: int, count: int) -> None:
         write_ticket(b, tensors, 0.2, 1)
         made = time.perf_counter() - start
         size_mb = (a.stat().st_size + b.stat().st_size) / 1e6
-        _, base_rss, _ = peak_rss_child([sys.executable, "-c", "import ticketlab.cli, ticketlab.analysis.overlap"])
+        _, base_rss, _ = peak_rss_child([sys.executable, "-c", "import ticketlab.cli, ticketlab.frames"])
         wall, rss, out = peak_rss_child([sys.executable, "-m", "ticketlab", "overlap", str(a), str(b), "--json"])
         total = json.loads(out)[-1]
     print(f"2. 'ticketlab overlap A B --json' on two files of {n:,} weights ({count} tensors of {n_per_tensor:,}; "

@@ -7,7 +7,8 @@
    hardest case for compression at a given density; IMP masks have more structure and compress at least as well).
 2. Reading one level's masks into boolean arrays through ``TicketFile.masks`` versus a plain h5py read of the
    same packed datasets plus ``numpy.unpackbits`` (the baseline), in the same process, interleaved, best of N.
-3. The cost of one ``write_level`` transaction (copy-on-write of the whole file) as the file grows.
+3. The cost of one ``write_level`` transaction (copy-on-write of the whole file through
+   ``ticketlab.outputs.atomic_output``) as the file grows.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from ticketlab import store
-from ticketlab.imp import run_imp
+from ticketlab.lottery import run_imp
 from ticketlab.presets import build_config
 
 LENET300 = dict(model="lenet300", dataset="mnist", strategy="layer_magnitude", rate=0.5, output_rate=0.25,

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 import ticketlab
-from ticketlab import plots
+from ticketlab import frames, plots
 {imports}
 pd.set_option("display.precision", 4)
 pd.set_option("display.max_columns", 30)
@@ -282,7 +282,7 @@ TOUR = [
     md("""
     ## Accuracy against density, across all the examples
 
-    `plots.runs_frame(files)` reads the `summary()` of several files into one tidy frame (one row per run, level
+    `frames.runs_frame(files)` reads the `summary()` of several files into one tidy frame (one row per run, level
     and branch) with the run's identity: `method` (a short name that tells the files apart, here the reset mode),
     `seed`, `run`, and `line` (what one plotted line stands for: the method, with `/ reinit` for the control).
     `plots.accuracy_vs_density` draws one line per method, the mean over seeds with a band from the lowest to the
@@ -290,7 +290,7 @@ TOUR = [
     dense (left) to sparse (right); the top axis shows the compression.
     """),
     code("""
-    runs = plots.runs_frame(LENET300)
+    runs = frames.runs_frame(LENET300)
     runs[["run", "line", "level", "density", "compression", "accuracy"]].head(8)
     """),
     code("""
@@ -404,12 +404,12 @@ OVERLAP = [
     md("""
     ## Every pair of runs: the Jaccard matrix
 
-    `plots.overlap_frame([(file, level), ...])` compares every pair of (file, level) masks straight from the files
+    `frames.overlap_frame([(file, level), ...])` compares every pair of (file, level) masks straight from the files
     (bit-packed, one layer at a time, as `ticketlab overlap` does); `jaccard_matrix` turns its `total` rows into a
     square matrix and `plots.jaccard_heatmap` draws it, with the chance level of each pair in parentheses.
     """),
     code("""
-    pairs = plots.overlap_frame([(f, LAST) for f in LENET300])
+    pairs = frames.overlap_frame([(f, LAST) for f in LENET300])
     jaccard_matrix(pairs).round(3)
     """),
     code("""
@@ -422,13 +422,13 @@ OVERLAP = [
 
     ## Overlap against level
 
-    `plots.level_overlap_frame(files)` compares every pair of runs at every pruned level they share, and adds the
+    `frames.level_overlap_frame(files)` compares every pair of runs at every pruned level they share, and adds the
     runs' methods and seeds. `plots.jaccard_vs_level(..., group="methods")` puts pairs with the same seed and
     pairs with different seeds in two panels: one line per pair of methods (the mean over its pairs of runs, with
     a min–max band), and the chance level dashed in black.
     """),
     code("""
-    levels = plots.level_overlap_frame(LENET300)
+    levels = frames.level_overlap_frame(LENET300)
     plots.jaccard_vs_level(levels, group="methods")
     """),
     code("""
@@ -539,12 +539,12 @@ STRUCTURE = [
     table.pivot(index="layer", columns="level", values="density").reindex(list(dict.fromkeys(table["layer"])))
     """),
     md("""
-    `plots.layers_frame(files)` gives the same per-layer rows for several files, and two figures draw them: a
+    `frames.layers_frame(files)` gives the same per-layer rows for several files, and two figures draw them: a
     heatmap of layers (rows, in model order) × levels (columns) on a logarithmic colour scale (a fully pruned
     layer would be grey), and one line per layer against level with the pooled density of the whole model dashed.
     """),
     code("""
-    layers = plots.layers_frame([LENET5, EXAMPLES / "lenet300_rewind-init_s0.h5"])
+    layers = frames.layers_frame([LENET5, EXAMPLES / "lenet300_rewind-init_s0.h5"])
     plots.layer_density_heatmap(layers, run=layers["run"].iloc[0])
     """),
     code("""
@@ -563,11 +563,11 @@ STRUCTURE = [
     uniformly at random (exact: C(N − g, k) / C(N, k) for a group of g of the layer's N weights, k kept), with its
     standard deviation. It also reports the *dispersion* of the kept counts per group: about 1 for random
     placement, above 1 when some groups keep many more weights than others (`p_value` from a χ² test).
-    `plots.structure_frame` runs it on files (default: each file's last level) and `plots.fully_pruned_plot`
+    `frames.structure_frame` runs it on files (default: each file's last level) and `plots.fully_pruned_plot`
     draws it: bars observed, diamonds the random-placement mean ± 2 sd.
     """),
     code("""
-    structure = plots.structure_frame([LENET5])
+    structure = frames.structure_frame([LENET5])
     print("level", structure["level"].iloc[0])
     structure[["layer", "grouping", "groups", "kept", "fully_pruned", "fully_pruned_fraction",
                "expected_fully_pruned_fraction", "expected_fully_pruned_sd", "dispersion", "p_value"]].round(4)
@@ -602,14 +602,14 @@ STRUCTURE = [
 
     ## A conv layer kernel by kernel
 
-    `plots.layer_mask(file, level=..., layer=...)` reads one layer's mask (default: the last level and the conv
+    `frames.layer_mask(file, level=..., layer=...)` reads one layer's mask (default: the last level and the conv
     layer with the most kernels) and `plots.kernel_heatmap` draws it: one cell per (filter, input channel) kernel,
     coloured by the kept fraction of its 25 weights, fully pruned kernels in vermillion, and fully pruned filters
     or input channels outlined in black.
     """),
     code("""
-    mask, layer, level = plots.layer_mask(LENET5, layer="convs.1.weight")
-    first, _, _ = plots.layer_mask(LENET5, layer="convs.0.weight", level=level)
+    mask, layer, level = frames.layer_mask(LENET5, layer="convs.1.weight")
+    first, _, _ = frames.layer_mask(LENET5, layer="convs.0.weight", level=level)
     dead = np.flatnonzero(~first.any(axis=(1, 2, 3)))   # convs.0 filters with no kept weight
     print(f"{layer} at level {level}: shape {mask.shape}, {mask.sum()} of {mask.size} weights kept")
     print(f"fully pruned filters of convs.0 (= input channels of {layer} that carry no signal): {dead.tolist()}")
@@ -692,7 +692,7 @@ FAIRNESS = [
     per-class accuracies, the accuracy and the density, and the test-set predictions of the levels compared.
     `fairness_analysis(runs, level, labels=...)` returns every section as a tidy DataFrame: `drops` (every level
     and class of every run), `fit` (the intensification fit per level and run) and, for two runs or more,
-    `hooker`, `pies` and `pie_examples` at the chosen `level`. (`plots.fairness_frames(files)` does the same from
+    `hooker`, `pies` and `pie_examples` at the chosen `level`. (`frames.fairness_frames(files)` does the same from
     file names, as `ticketlab fairness` does.)
     """),
     code("""

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ticketlab.imp import IMPRun, RunConfig, RunData
+from ticketlab.lottery import IMPRun, RunConfig, RunData
 from ticketlab.models import create_model
 from ticketlab.training import TrainConfig
 
@@ -111,7 +111,7 @@ class TrainCall:
 
 
 class TrainSpy:
-    """Wraps ``ticketlab.imp.train`` (install with ``monkeypatch.setattr(imp, "train", spy)``).
+    """Wraps ``ticketlab.lottery.run.train`` (install with ``monkeypatch.setattr(imp, "train", spy)``).
 
     Records each call's starting weights, masks, window and config, and the weights the call returned. If
     ``interrupt_at`` is an index, that call raises ``KeyboardInterrupt`` after ``interrupt_after`` of its

@@ -24,7 +24,7 @@ from ticketlab import store
 from ticketlab.cli import COMMANDS, build_parser, main
 from ticketlab.cli.train import config_from_args
 from ticketlab.datasets import list_datasets
-from ticketlab.imp import CONTROLS, RESET_MODES
+from ticketlab.lottery import CONTROLS, RESET_MODES
 from ticketlab.models import list_models
 from ticketlab.presets import build_config, list_presets, preset_as_flags
 from ticketlab.pruning import list_strategies
@@ -101,6 +101,15 @@ def test_strategies_listing_and_json(capsys):
     assert [s["name"] for s in doc["reset_modes"]] == list(RESET_MODES)
     assert [s["name"] for s in doc["controls"]] == list(CONTROLS)
     assert all(s["description"] for s in doc["strategies"] + doc["reset_modes"] + doc["controls"])
+
+
+def test_train_help_lists_the_registries(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name in [*RESET_MODES, *CONTROLS, *(p.name for p in list_presets())]:
+        assert name in out.replace("- ", "-"), name  # argparse may break a name after its hyphen
+    assert "runs/quickstart_seed0.h5" in out and "about a minute" in out
 
 
 @pytest.mark.parametrize("command", [[c] for c in COMMANDS] + [["data", "list"], ["data", "download"]],

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     import hashlib, json, os, sys
     import numpy as np
     import torch
-    from ticketlab import imp
+    from ticketlab import lottery as imp
     from ticketlab.training import TrainConfig
 
     out = sys.argv[1]

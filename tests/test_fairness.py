@@ -20,9 +20,9 @@ from scipy import stats
 
 from conftest import TOY_TENSORS, nested_masks
 from ticketlab import store
-from ticketlab.analysis.fairness import (FairnessRun, check_same_test_set, class_drops, fairness_analysis,
-                                         hooker_test, intensification_fit, modal_predictions, pie_counts,
-                                         pruning_identified_exemplars, vote_counts)
+from ticketlab.analysis.fairness import (SHIFTS, TIES, FairnessRun, check_same_test_set, class_drops,
+                                         fairness_analysis, hooker_test, intensification_fit, modal_predictions,
+                                         pie_counts, pruning_identified_exemplars, vote_counts)
 from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.evaluation import Evaluation
@@ -201,7 +201,7 @@ def welch_by_hand(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return t, dof, 2 * stats.t.sf(abs(t), dof)
 
 
-@pytest.mark.parametrize("shift", ["population", "model"])
+@pytest.mark.parametrize("shift", SHIFTS.names())
 def test_hooker_test_matches_scipy_and_the_welch_formula(shift):
     rng = np.random.default_rng(1)
     d_cls, p_cls = rng.uniform(0.6, 0.95, (6, 5)), rng.uniform(0.5, 0.9, (5, 5))
@@ -248,7 +248,7 @@ def test_modal_predictions_tie_breaking_by_hand():
     np.testing.assert_array_equal(vote_counts(preds, 4)[0], [2, 2, 0, 0])
 
 
-@pytest.mark.parametrize("ties", ["largest", "smallest"])
+@pytest.mark.parametrize("ties", TIES.names())
 def test_pies_match_a_brute_force_loop(ties):
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 5, 400)

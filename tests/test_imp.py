@@ -1,4 +1,4 @@
-"""Tests of the IMP loop (ticketlab.imp) at tiny sizes on synthetic data.
+"""Tests of the IMP loop (ticketlab.lottery) at tiny sizes on synthetic data.
 
 Every pruning strategy, reset mode, model and preset is run through the loop; the masks, kept counts,
 learning rates, starting weights and stored results are checked against independent computations (the
@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-import ticketlab.imp as imp
+import ticketlab.lottery.run as imp
 from ticketlab import store
 from ticketlab.datasets import get_dataset_spec
 from ticketlab.errors import ConfigError
-from ticketlab.imp import CONTROLS, RESET_MODES, IMPRun, RunConfig, parse_reset
+from ticketlab.lottery import CONTROLS, RESET_MODES, IMPRun, RunConfig, parse_reset, resolve_reset, seeds
 from ticketlab.models import create_model, get_model_spec, list_models, output_layer, prunable_tensors
 from ticketlab.presets import TRAIN_KEYS, build_config, list_presets
 from ticketlab.pruning import get_strategy, list_strategies
@@ -411,6 +411,41 @@ def test_reset_cases_cover_every_reset_mode():
     assert units == {"it", "ep"}
 
 
+@pytest.mark.parametrize("name", RESET_MODES.names())
+def test_every_reset_mode_entry_parses_and_answers_for_its_mode(name):
+    entry = RESET_MODES.get(name)
+    assert entry.description and "\n" not in entry.description
+    text = name.replace(":K", ":3")  # rewind:K stands for any K
+    assert resolve_reset(text)[0] is entry and parse_reset(text)[0] == entry.mode
+    config = tiny_config(reset=text, retrain_iterations=5)
+    k = config.rewind_iteration()
+    assert (k == 3) == (entry.checkpoint is not None)
+    start, stop = entry.window(config, k)
+    assert stop - start == 5 and config.retrain_window() == (start, stop)
+    assert entry.train_config(config) == config.retrain_config()
+    assert entry.train_config(config).iterations >= stop
+
+
+def test_a_reset_mode_names_the_choices_with_the_form_of_k():
+    with pytest.raises(ConfigError, match=r"unknown reset mode 'rewind:K'; choose one of: rewind-init, "
+                                          r"rewind:K \(K iterations, e.g. rewind:500"):
+        parse_reset("rewind:K")
+
+
+@pytest.mark.parametrize("name", CONTROLS.names())
+def test_every_control_entry_keeps_the_per_layer_counts_and_draws_from_its_own_stream(name, data):
+    entry = CONTROLS.get(name)
+    assert entry.description and "\n" not in entry.description
+    streams = [CONTROLS.get(n).stream for n in CONTROLS.names()]
+    assert len(set(streams)) == len(streams) and entry.stream in seeds.STREAMS.values()
+    model = fresh_model(tiny_config(), data, 0)
+    tensors = prunable_tensors(model)
+    rng = np.random.default_rng(0)
+    masks = {t.name: rng.random(t.shape) < 0.5 for t in tensors}
+    new = entry.masks(masks, tensors, np.random.default_rng(1))
+    assert list(new) == list(masks) and counts(new) == counts(masks)
+
+
 @pytest.mark.parametrize("reset", RESET_CASES)
 def test_reset_mode(tmp_path, data, spy, reset):
     mode, k, unit = parse_reset(reset)
@@ -470,7 +505,7 @@ def test_reset_mode(tmp_path, data, spy, reset):
             start, window = masked(prev["weights"], masks), (0, 6)
         else:  # reinit: fresh initial values from the level's own seed stream
             fresh = {k2: v.detach().numpy() for k2, v in
-                     fresh_model(config, data, derive_seed(config.seed, imp._REINIT, level)).state_dict().items()}
+                     fresh_model(config, data, derive_seed(config.seed, seeds.REINIT, level)).state_dict().items()}
             start, window, cfg = masked(fresh, masks), (0, T), train
             for n in names:
                 both = masks[n]
@@ -639,7 +674,7 @@ def test_same_seed_same_run_bit_for_bit_and_other_seed_differs(tmp_path, data):
     assert not np.array_equal(a["init"]["fc_layers.0.weight"], c["init"]["fc_layers.0.weight"])
     with store.open_ticket(tmp_path / "a.h5") as t:
         assert t.seed == 3
-        assert t.config["seeds"]["init"] == derive_seed(3, imp._INIT, 0)
+        assert t.config["seeds"]["init"] == derive_seed(3, seeds.INIT, 0)
 
 
 # ------------------------------------------------------------------------------------------------------ resume

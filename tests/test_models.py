@@ -252,7 +252,10 @@ def test_unknown_model_message_lists_names_and_suggests():
 
 @pytest.fixture
 def scratch_registry(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    scratch = type(registry.MODELS)(registry.MODELS.kind)
+    for name, spec in registry.MODELS.items():
+        scratch.register(name, spec)
+    monkeypatch.setattr(registry, "MODELS", scratch)
 
 
 def test_register_model_adds_and_rejects_duplicates(scratch_registry):

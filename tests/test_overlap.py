@@ -17,6 +17,7 @@ from scipy import stats
 
 from ticketlab import store
 from ticketlab.analysis import overlap as ov
+from ticketlab.analysis.overlap import counts as ov_counts
 from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.masks import TensorInfo
@@ -90,7 +91,7 @@ def test_counting_without_numpy_bitwise_count(monkeypatch):
     rng = np.random.default_rng(5)
     a, b = rng.random(70_001) < 0.4, rng.random(70_001) < 0.7
     want = ov.overlap_counts(a, b)
-    monkeypatch.setattr(ov, "_HAS_BITWISE_COUNT", False)
+    monkeypatch.setattr(ov_counts, "_HAS_BITWISE_COUNT", False)
     assert ov.overlap_counts(a, b) == want
     assert ov.overlap_counts(np.zeros(0, bool), np.zeros(0, bool)) == ov.OverlapCounts(0, 0, 0, 0)
 
@@ -161,7 +162,7 @@ def test_pairwise_frame_matches_sets_for_several_masks():
     rng = np.random.default_rng(2)
     shapes = {"conv.weight": (4, 3, 3, 3), "fc.weight": (17, 5)}
     masks = {f"m{i}": {n: rng.random(s) < d for n, s in shapes.items()} for i, d in enumerate([0.2, 0.5, 0.8])}
-    f = ov.pairwise_overlap(masks, metrics=["containment", "hamming_distance"])
+    f = ov.pairwise_overlap(masks, metrics=["containment", "hamming_fraction"])
     assert list(zip(f.a, f.b))[::3] == [("m0", "m1"), ("m0", "m2"), ("m1", "m2")]
     for (a, b), rows in f.groupby(["a", "b"], sort=False):
         sets_a = {(n, i) for n in shapes for i in kept_set(masks[a][n])}
@@ -170,7 +171,7 @@ def test_pairwise_frame_matches_sets_for_several_masks():
         assert tot.intersection == len(sets_a & sets_b) and tot.union == len(sets_a | sets_b)
         assert tot.jaccard == pytest.approx(len(sets_a & sets_b) / len(sets_a | sets_b))
         assert tot.containment == pytest.approx(len(sets_a & sets_b) / len(sets_a))
-        assert tot.hamming_distance == pytest.approx(len(sets_a ^ sets_b) / tot["size"])
+        assert tot.hamming_fraction == pytest.approx(len(sets_a ^ sets_b) / tot["size"])
         for n in shapes:
             r = rows[rows.layer == n].iloc[0]
             sa, sb = kept_set(masks[a][n]), kept_set(masks[b][n])
@@ -197,7 +198,7 @@ def test_mismatched_layers_are_refused():
 
 
 def test_every_metric_is_classified_and_has_its_properties():
-    assert {"jaccard_overlap", "overlap_coefficient", "hamming_distance", "dice_overlap"} <= set(ov.METRICS)
+    assert {"jaccard_overlap", "overlap_coefficient", "hamming_fraction", "dice_overlap"} <= set(ov.METRICS)
     assert ov.list_metrics() == sorted(ov.METRICS)
     rng = np.random.default_rng(3)
     cases = []
@@ -336,6 +337,15 @@ def test_auto_method_falls_back_to_normal_for_huge_models():
     assert how == "normal" and 0.49 < p < 0.51
     with pytest.raises(ConfigError, match="p-value method"):
         ov.total_intersection_pvalue(0, [1], [1], [2], method="exact")
+
+
+@pytest.mark.parametrize("method", ov.PVALUE_METHODS.names())
+def test_every_pvalue_method_gives_a_probability_and_names_itself(method):
+    ka, kb, n = [200, 30, 5], [300, 40, 9], [1000, 200, 10]
+    e = ov.expected_intersection(ka, kb, n)
+    p, how = ov.total_intersection_pvalue(int(e) + 20, ka, kb, n, method=method)
+    assert 0 <= p < 0.5 and how in ov.PVALUE_METHODS and how != "auto"
+    assert how == method or method == "auto"
 
 
 # -- the command ------------------------------------------------------------------------------------------

@@ -15,13 +15,14 @@ import pandas as pd
 import pytest
 
 from conftest import TOY_TENSORS, nested_masks, toy_evaluation
-from ticketlab import plots, store
+from ticketlab import frames, plots, store
 from ticketlab.analysis.fairness import fairness_analysis, FairnessRun
 from ticketlab.analysis.overlap import pairwise_overlap
 from ticketlab.analysis.structure import group_structure
 from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.masks import TensorInfo
+from ticketlab.plots.accuracy import BANDS
 from ticketlab.plots._style import ACCURACY_LABEL, COMPRESSION_LABEL, DENSITY_LABEL, EARLY_STOP_LABEL
 
 REWIND = "IMP layer_magnitude 30%/level, reset rewind-init, controls reinit"
@@ -67,18 +68,35 @@ def legend_texts(ax_or_fig) -> list[str]:
 
 
 def test_method_labels_drop_shared_parts_and_controls():
-    got = plots.method_labels([REWIND, LR])
+    got = frames.method_labels([REWIND, LR])
     assert got == {REWIND: "rewind-init", LR: "lr-rewind"}
-    assert plots.method_labels([REWIND]) == {REWIND: "rewind-init"}           # one method: its reset mode
-    assert plots.method_labels(["imported from OpenLTH"]) == {"imported from OpenLTH": "imported from OpenLTH"}
-    two = plots.method_labels(["IMP global_magnitude 20%/level, reset rewind-init",
+    assert frames.method_labels([REWIND]) == {REWIND: "rewind-init"}           # one method: its reset mode
+    assert frames.method_labels(["imported from OpenLTH"]) == {"imported from OpenLTH": "imported from OpenLTH"}
+    two = frames.method_labels(["IMP global_magnitude 20%/level, reset rewind-init",
                                "IMP layer_magnitude 20%/level, reset rewind-init"])
     assert set(two.values()) == {"IMP global_magnitude 20%/level", "IMP layer_magnitude 20%/level"}
 
 
+def test_run_identity_is_read_from_the_stored_config(tmp_path):
+    """Runs made by ticketlab are named from their run configuration, not from the method description."""
+    paths = []
+    for reset, controls in (("rewind-init", ["reinit"]), ("lr-rewind", [])):
+        path = tmp_path / f"{reset}.h5"
+        config = {"strategy": "layer_magnitude", "rate": 0.3, "reset": reset, "controls": controls, "seed": 4}
+        store.create(path, tensors=TOY_TENSORS, model="toy", method="a run", config=config, seed=4)
+        paths.append(path)
+    with store.open_ticket(paths[0]) as t:
+        ident = frames.run_identity(t)
+    assert (ident.reset, ident.strategy, ident.controls, ident.seed) == ("rewind-init", "layer_magnitude",
+                                                                          ("reinit",), 4)
+    assert ident.parts == ("layer_magnitude", "30%/level", "reset rewind-init")
+    with store.open_ticket(paths[0]) as a, store.open_ticket(paths[1]) as b:
+        assert [r.run for r in frames.run_infos([a, b])] == ["rewind-init, seed 4", "lr-rewind, seed 4"]
+
+
 def test_runs_frame_is_tidy_with_identity_columns(runs):
-    f = plots.runs_frame(runs["all"])
-    assert list(f.columns) == plots.frames.RUN_COLUMNS
+    f = frames.runs_frame(runs["all"])
+    assert list(f.columns) == frames.RUN_COLUMNS
     # 4 files x 4 levels, plus a reinit branch at levels 1-3 of the two rewind files
     assert len(f) == 4 * (LEVELS + 1) + 2 * LEVELS
     assert set(f["line"]) == {"rewind-init", "rewind-init / reinit", "lr-rewind"}
@@ -91,13 +109,13 @@ def test_runs_frame_is_tidy_with_identity_columns(runs):
 
 def test_runs_frame_names_models_when_several(runs, tmp_path):
     other = write_run(tmp_path / "other.h5", REWIND, 0, model="toy2")
-    f = plots.runs_frame([runs["rewind"][0], other])
+    f = frames.runs_frame([runs["rewind"][0], other])
     assert set(f["run"]) == {"toy: rewind-init, seed 0", "toy2: rewind-init, seed 0"}
     assert {"toy: rewind-init", "toy: rewind-init / reinit", "toy2: rewind-init"} == set(f["line"])
 
 
 def test_layers_frame(runs):
-    f = plots.layers_frame(runs["rewind"])
+    f = frames.layers_frame(runs["rewind"])
     assert len(f) == 2 * (LEVELS + 1) * len(TOY_TENSORS)
     assert list(dict.fromkeys(f["layer"])) == [t.name for t in TOY_TENSORS]
     assert {"run", "method", "seed", "density"} <= set(f.columns)
@@ -107,7 +125,7 @@ def test_layers_frame(runs):
 
 
 def test_accuracy_vs_density_lines_bands_axes_and_legend(runs):
-    fig = plots.accuracy_vs_density(plots.runs_frame(runs["all"]))
+    fig = plots.accuracy_vs_density(frames.runs_frame(runs["all"]))
     ax = fig.axes[0]
     assert isinstance(fig, matplotlib.figure.Figure)
     assert ax.get_xscale() == "log"
@@ -129,18 +147,24 @@ def test_accuracy_vs_density_lines_bands_axes_and_legend(runs):
 
 
 def test_accuracy_per_run_and_no_band(runs):
-    fig = plots.accuracy_vs_density(plots.runs_frame(runs["all"]), per_run=True)
+    fig = plots.accuracy_vs_density(frames.runs_frame(runs["all"]), per_run=True)
     labels = line_labels(fig.axes[0])
     assert len(labels) == 6 and "lr-rewind, seed 1" in labels and "rewind-init / reinit, seed 0" in labels
     assert not fig.axes[0].collections
-    fig = plots.accuracy_vs_density(plots.runs_frame(runs["all"]), band="none")
+    fig = plots.accuracy_vs_density(frames.runs_frame(runs["all"]), band="none")
     assert not fig.axes[0].collections
     with pytest.raises(ConfigError, match="unknown band"):
-        plots.accuracy_vs_density(plots.runs_frame(runs["all"]), band="iqr")
+        plots.accuracy_vs_density(frames.runs_frame(runs["all"]), band="iqr")
+
+
+@pytest.mark.parametrize("band", BANDS.names())
+def test_every_band_draws(runs, band):
+    ax = plots.accuracy_vs_density(frames.runs_frame(runs["lr"]), band=band).axes[0]
+    assert len(ax.collections) == (0 if BANDS.get(band).bounds is None else 1)
 
 
 def test_accuracy_means_over_seeds(runs):
-    f = plots.runs_frame(runs["lr"])
+    f = frames.runs_frame(runs["lr"])
     ax = plots.accuracy_vs_density(f).axes[0]
     (line,) = ax.get_lines()
     expected = f.groupby("level")["accuracy"].mean().to_numpy()
@@ -149,7 +173,7 @@ def test_accuracy_means_over_seeds(runs):
 
 
 def test_early_stop_vs_density(runs):
-    ax = plots.early_stop_vs_density(plots.runs_frame(runs["rewind"])).axes[0]
+    ax = plots.early_stop_vs_density(frames.runs_frame(runs["rewind"])).axes[0]
     assert ax.get_ylabel() == EARLY_STOP_LABEL and ax.get_xscale() == "log"
     assert len(line_labels(ax)) == 2
 
@@ -170,7 +194,7 @@ def test_metric_vs_density_takes_plain_summary_frames():
 
 
 def test_layer_density_heatmap(runs):
-    layers = plots.layers_frame(runs["rewind"])
+    layers = frames.layers_frame(runs["rewind"])
     fig = plots.layer_density_heatmap(layers)
     ax, cbar = fig.axes
     assert "density" in cbar.get_ylabel()
@@ -190,7 +214,7 @@ def test_layer_heatmap_shows_fully_pruned_layers():
 
 
 def test_layer_density_lines(runs):
-    ax = plots.layer_density_lines(plots.layers_frame(runs["rewind"][:1])).axes[0]
+    ax = plots.layer_density_lines(frames.layers_frame(runs["rewind"][:1])).axes[0]
     assert line_labels(ax) == [t.name for t in TOY_TENSORS] + ["all layers (pooled)"]
     assert ax.get_yscale() == "log" and ax.get_ylabel() == DENSITY_LABEL
     total = ax.get_lines()[-1].get_ydata()
@@ -217,22 +241,22 @@ def test_jaccard_heatmap_annotates_values_and_chance():
 
 
 def test_overlap_frame_and_level_overlap_frame(runs):
-    pairs = plots.overlap_frame([(p, 2) for p in runs["all"]])
+    pairs = frames.overlap_frame([(p, 2) for p in runs["all"]])
     assert len(pairs[pairs["layer"] == "total"]) == 6
     assert set(pairs["a"]) | set(pairs["b"]) == {"rewind-init, seed 0", "rewind-init, seed 1", "lr-rewind, seed 0",
                                                  "lr-rewind, seed 1"}
-    one = plots.overlap_frame([(runs["lr"][0], lv) for lv in (1, 2, 3)])
+    one = frames.overlap_frame([(runs["lr"][0], lv) for lv in (1, 2, 3)])
     assert set(one["a"]) == {"lr-rewind, seed 0:1", "lr-rewind, seed 0:2"}
-    by_level = plots.level_overlap_frame(runs["lr"])
+    by_level = frames.level_overlap_frame(runs["lr"])
     total = by_level[by_level["layer"] == "total"]
     assert list(total["level"]) == [1, 2, 3]
     assert (total["jaccard"] <= 1).all() and (total["expected_jaccard"] > 0).all()
     with pytest.raises(ConfigError, match="at least two"):
-        plots.overlap_frame([(runs["lr"][0], 1)])
+        frames.overlap_frame([(runs["lr"][0], 1)])
 
 
 def test_jaccard_vs_level(runs):
-    frame = plots.level_overlap_frame(runs["all"][:3])
+    frame = frames.level_overlap_frame(runs["all"][:3])
     ax = plots.jaccard_vs_level(frame).axes[0]
     assert len(ax.get_lines()) == 2 * 3, "observed and chance per pair"
     assert [ln.get_linestyle() for ln in ax.get_lines()[:2]] == ["-", "--"]
@@ -244,7 +268,7 @@ def test_jaccard_vs_level(runs):
 
 
 def test_jaccard_vs_level_grouped_by_methods(runs):
-    frame = plots.level_overlap_frame(runs["all"])
+    frame = frames.level_overlap_frame(runs["all"])
     assert {"method_a", "method_b", "seed_a", "seed_b"} <= set(frame.columns)
     fig = plots.jaccard_vs_level(frame, group="methods")
     same, different = fig.axes
@@ -297,7 +321,7 @@ def test_kernel_heatmap_of_a_linear_layer():
 def test_fully_pruned_plot(runs):
     from matplotlib.container import BarContainer, ErrorbarContainer
 
-    frame = plots.structure_frame(runs["lr"][:1])
+    frame = frames.structure_frame(runs["lr"][:1])
     ax = plots.fully_pruned_plot(frame).axes[0]
     bars = [c for c in ax.containers if isinstance(c, BarContainer)]
     assert len(bars) == 3  # output, input, kernel groupings
@@ -316,7 +340,7 @@ def test_fully_pruned_plot(runs):
 
 @pytest.fixture(scope="module")
 def fairness(runs):
-    return plots.fairness_frames(runs["rewind"])
+    return frames.fairness_frames(runs["rewind"])
 
 
 def test_fairness_frames(fairness, runs):
@@ -324,7 +348,7 @@ def test_fairness_frames(fairness, runs):
     assert level == LEVELS
     assert {"drops", "fit", "hooker", "pies"} <= set(sections)
     assert set(sections["drops"]["run"]) == {"rewind-init, seed 0", "rewind-init, seed 1"}
-    single, _ = plots.fairness_frames(runs["rewind"][:1], level=2)
+    single, _ = frames.fairness_frames(runs["rewind"][:1], level=2)
     assert set(single) == {"drops", "fit"}
 
 
@@ -374,7 +398,7 @@ def test_fairness_plots_from_the_analysis_functions():
 
 @pytest.mark.parametrize("fmt,magic", [("png", b"\x89PNG"), ("pdf", b"%PDF"), ("svg", b"<?xml")])
 def test_save_figure_formats(runs, tmp_path, fmt, magic):
-    fig = plots.accuracy_vs_density(plots.runs_frame(runs["lr"]))
+    fig = plots.accuracy_vs_density(frames.runs_frame(runs["lr"]))
     path = plots.save_figure(fig, tmp_path / f"fig.{fmt}")
     head = path.read_bytes()[:200]
     assert head.startswith(magic)
@@ -383,7 +407,7 @@ def test_save_figure_formats(runs, tmp_path, fmt, magic):
 
 
 def test_save_figure_refuses_unknown_formats_and_directories(runs, tmp_path):
-    fig = plots.layer_density_lines(plots.layers_frame(runs["lr"][:1]))
+    fig = plots.layer_density_lines(frames.layers_frame(runs["lr"][:1]))
     with pytest.raises(ConfigError, match=r"\.png, \.pdf, \.svg"):
         plots.save_figure(fig, tmp_path / "fig.jpg")
     with pytest.raises(ConfigError, match="does not exist"):
@@ -392,8 +416,8 @@ def test_save_figure_refuses_unknown_formats_and_directories(runs, tmp_path):
 
 def test_plotting_leaves_matplotlib_global_state_alone(runs):
     backend = matplotlib.get_backend()
-    plots.accuracy_vs_density(plots.runs_frame(runs["lr"]))
-    plots.layer_density_heatmap(plots.layers_frame(runs["lr"][:1]))
+    plots.accuracy_vs_density(frames.runs_frame(runs["lr"]))
+    plots.layer_density_heatmap(frames.layers_frame(runs["lr"][:1]))
     assert matplotlib.get_backend() == backend
     if "matplotlib.pyplot" in sys.modules:  # seaborn imports pyplot; no figure may be left in its registry
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
@@ -409,30 +433,37 @@ def _specs(kind: str, runs: dict[str, list[Path]]) -> list[str]:
 
 @pytest.mark.parametrize("kind", plots.list_plots())
 def test_every_plot_kind_draws_from_files(kind, runs):
-    fig = plots.plot_files(kind, _specs(kind, runs))
+    fig = frames.plot_files(kind, _specs(kind, runs))
     assert isinstance(fig, matplotlib.figure.Figure) and fig.axes
+
+
+def test_every_plot_input_has_a_loader():
+    from ticketlab.plots.kinds import INPUTS
+
+    assert set(frames.LOADERS.names()) == set(INPUTS)
+    assert {plots.get_plot(k).input for k in plots.list_plots()} <= set(INPUTS)
 
 
 def test_plot_registry_errors(runs):
     with pytest.raises(ConfigError, match="unknown plot kind 'nope'; choose one of: accuracy"):
-        plots.plot_files("nope", [str(runs["lr"][0])])
+        frames.plot_files("nope", [str(runs["lr"][0])])
     with pytest.raises(ConfigError, match="at least 2"):
-        plots.plot_files("pies", [str(runs["lr"][0])])
+        frames.plot_files("pies", [str(runs["lr"][0])])
     with pytest.raises(ConfigError, match="draws one file"):
-        plots.plot_files("kernels", [str(p) for p in runs["lr"]])
+        frames.plot_files("kernels", [str(p) for p in runs["lr"]])
     with pytest.raises(ConfigError, match="drop ':LEVEL'"):
-        plots.plot_files("accuracy", [f"{runs['lr'][0]}:1"])
+        frames.plot_files("accuracy", [f"{runs['lr'][0]}:1"])
     with pytest.raises(ConfigError, match="already registered"):
         plots.register_plot("accuracy", description="x")(lambda specs, o: None)
 
 
 def test_plot_files_options(runs):
     f = str(runs["lr"][0])
-    ax = plots.plot_files("kernels", [f"{f}:1"], layer="fc1.weight").axes[0]
+    ax = frames.plot_files("kernels", [f"{f}:1"], layer="fc1.weight").axes[0]
     assert ax.get_title().startswith("fc1.weight (level 1)")
-    ax = plots.plot_files("overlap", [f]).axes[0]     # one file: the Jaccard of its levels
+    ax = frames.plot_files("overlap", [f]).axes[0]     # one file: the Jaccard of its levels
     assert len(ax.get_xticklabels()) == LEVELS + 1
-    ax = plots.plot_files("accuracy", [f], title="My title").axes[0]
+    ax = frames.plot_files("accuracy", [f], title="My title").axes[0]
     assert ax.get_title() == "My title"
 
 
@@ -466,11 +497,11 @@ def test_cli_plot_errors_exit_2(runs, tmp_path, capsys):
 
 def test_runs_frame_of_files_without_evaluations(tmp_path):
     path = write_run(tmp_path / "masks.h5", "imported masks", 0, evaluate=False)
-    f = plots.runs_frame([path])
+    f = frames.runs_frame([path])
     assert f["accuracy"].isna().all()
     with pytest.raises(ConfigError, match="no level has a value"):
         plots.accuracy_vs_density(f)
-    assert plots.layer_density_heatmap(plots.layers_frame([path])).axes
+    assert plots.layer_density_heatmap(frames.layers_frame([path])).axes
 
 
 def test_tensor_table_mismatch_is_refused(runs, tmp_path):
@@ -481,4 +512,4 @@ def test_tensor_table_mismatch_is_refused(runs, tmp_path):
     from ticketlab.errors import TicketFileError
 
     with pytest.raises(TicketFileError, match="different models"):
-        plots.level_overlap_frame([runs["lr"][0], path])
+        frames.level_overlap_frame([runs["lr"][0], path])

@@ -73,6 +73,17 @@ def test_registry_lists_the_six_strategies_with_one_line_descriptions():
         assert s.structured == name.endswith("structured")
 
 
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_strategy_entries_carry_their_properties(name):
+    s = get_strategy(name)
+    assert s.pooled == (s.scope == "global") == name.startswith("global_")
+    assert set(s.required_options) <= set(s.options)
+    assert s.required_options == (("norm",) if name == "ln_structured" else ())
+    for option in s.required_options:
+        with pytest.raises(ConfigError, match=f"needs the option {option}"):
+            prune(name, make_weights(), make_masks(), 0.2, rng=np.random.default_rng(0))
+
+
 def test_unknown_strategy_lists_valid_names():
     with pytest.raises(ConfigError, match=r"unknown pruning strategy 'magnitude'; choose one of: .*layer_magnitude"):
         get_strategy("magnitude")

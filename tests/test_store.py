@@ -262,6 +262,7 @@ WRITER = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from conftest import TOY_TENSORS, make_ticket
     from ticketlab import store
+    from ticketlab.store import level as store_level  # where LevelWriter looks up pack_mask
 
     path = {path!r}
     make_ticket(path, levels=2, seed=5)
@@ -274,7 +275,7 @@ WRITER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return real_pack(mask)
 
-    store.pack_mask = pack_then_die
+    store_level.pack_mask = pack_then_die
     store.TicketWriter(path).write_level(3, {{t.name: np.zeros(t.shape, bool) for t in TOY_TENSORS}})
     print("not killed")
     """
@@ -470,3 +471,57 @@ def test_level_writer_streams_masks_in_any_order_and_checks_completeness(tmp_pat
         with w.level_writer(3) as lw:
             lw.add_mask("fc1.weight", packed=np.zeros(7, np.uint8))
     assert store.open_ticket(path).levels == [0, 1, 2]  # the failed writes left nothing
+
+
+# -- choosing levels of several files, and tickets derived from others -------------------------------------
+
+
+def test_select_resolves_file_level_specs(tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    make_ticket(a, levels=3)
+    make_ticket(b, levels=2, seed=1)
+    assert store.parse_spec(f"{a}:2") == (a, 2) and store.parse_spec(str(a)) == (a, None)
+    assert store.parse_spec(f"{a}:-1") == (a, -1)
+    odd = tmp_path / "odd:3"  # a path that exists as typed wins over FILE:LEVEL
+    odd.write_bytes(b"")
+    assert store.parse_spec(str(odd)) == (odd, None)
+    sels = store.select([f"{a}:1", str(b)])
+    assert [(s.path, s.level) for s in sels] == [(a, 1), (b, 2)]  # b: its last level
+    assert [s.level for s in store.select([str(a), f"{b}:0"], level=2)] == [2, 0]  # FILE:N beats level
+    assert [s.level for s in store.select([str(a)], level=-2)] == [2]  # negative: from the end
+    assert store.check_same_model(sels) == TOY_TENSORS
+    with pytest.raises(TicketFileError, match=r"no level 7; levels present: 0, 1, 2"):
+        store.select([f"{b}:7"])
+    other = tmp_path / "other.h5"
+    store.create(other, tensors=[TensorInfo("fc9.weight", (4, 4), "linear")], model="m", method="x", config={})
+    store.TicketWriter(other).write_level(0, {"fc9.weight": np.ones((4, 4), bool)})
+    with pytest.raises(TicketFileError, match="hold different models: tensor 0 is fc9.weight"):
+        store.check_same_model(sels + store.select([str(other)]))
+
+
+def test_derive_ticket_records_sources_and_leaves_nothing_on_failure(tmp_path):
+    a, b, c = (tmp_path / f"{n}.h5" for n in "abc")
+    written = [make_ticket(p, levels=2, seed=i) for i, p in enumerate((a, b, c))]
+    out = tmp_path / "derived.h5"
+    sources = store.select([str(a), f"{b}:1"])
+    masks = store.derive_ticket(out, sources, lambda ms: np.logical_and.reduce(ms), method="and",
+                                config={"command": "test"}, init=store.select([f"{c}:0"])[0], attrs={"k": 1})
+    with store.open_ticket(out) as t:
+        assert t.levels == [0] and t.status == "complete" and t.method == "and" and t.seed == 2
+        for name, m in t.masks(0).items():
+            want = written[0]["masks"][2][name] & written[1]["masks"][1][name]
+            np.testing.assert_array_equal(m, want)
+            np.testing.assert_array_equal(masks[name], want)
+        np.testing.assert_array_equal(t.weights("init")["fc1.weight"], written[2]["init"]["fc1.weight"])
+        config = t.config
+        assert config["command"] == "test" and config["model"] == "toy"
+        assert [(s["path"], s["level"], s["seed"]) for s in config["sources"]] == [
+            (str(a.resolve()), 2, 0), (str(b.resolve()), 1, 1)]
+        assert config["init"] == {"path": str(c.resolve()), "checkpoint": "init", "seed": 2}
+        assert t.level_attrs(0)["k"] == 1
+    with pytest.raises(TicketFileError, match="already exists"):
+        store.derive_ticket(out, sources, np.logical_or.reduce, method="or")
+
+    with pytest.raises(ConfigError, match="shape"):  # fails inside the write: the half-made file is removed
+        store.derive_ticket(tmp_path / "never.h5", sources, lambda ms: ms[0][:1], method="x")
+    assert not (tmp_path / "never.h5").exists() and not list(tmp_path.glob(".*"))

@@ -191,6 +191,19 @@ def test_optimizer_registry_every_entry_builds_and_steps():
         T.get_optimizer("lbfgs")
 
 
+def test_optimizer_entries_say_whether_they_use_momentum():
+    assert T.OPTIMIZER_REGISTRY.choices() == "adam, adamw, sgd"
+    for name in T.list_optimizers():
+        builder = T.get_optimizer(name)
+        assert isinstance(builder.keeps_zeros, bool) and isinstance(builder.uses_momentum, bool)
+        if builder.uses_momentum:
+            TrainConfig(optimizer=name, momentum=0.9, nesterov=True)
+        else:
+            with pytest.raises(ConfigError, match=f"momentum is used only by the sgd optimizer; .*{name!r}"):
+                TrainConfig(optimizer=name, momentum=0.9)
+    assert [n for n in T.list_optimizers() if T.get_optimizer(n).uses_momentum] == ["sgd"]
+
+
 SCHEDULE_OPTIONS = {"step": dict(milestones=[30, 60])}
 
 
@@ -203,6 +216,18 @@ def test_schedule_registry_every_entry_is_a_valid_schedule():
         assert all(0 < v <= 0.1 for v in lrs), name
     with pytest.raises(ConfigError, match="unknown schedule 'exp'; choose one of: constant, cosine, step"):
         T.get_schedule("exp")
+
+
+def test_schedule_entries_say_whether_they_use_milestones():
+    assert T.SCHEDULE_REGISTRY.choices() == "constant, cosine, step"
+    for name in T.list_schedules():
+        if T.get_schedule(name).uses_milestones:
+            with pytest.raises(ConfigError, match=f"the {name} schedule needs milestones"):
+                TrainConfig(schedule=name, iterations=100)
+        else:
+            with pytest.raises(ConfigError, match=f"milestones are used only by the step schedule; .*{name!r}"):
+                TrainConfig(schedule=name, iterations=100, milestones=[10])
+    assert [n for n in T.list_schedules() if T.get_schedule(n).uses_milestones] == ["step"]
 
 
 # ------------------------------------------------------------------------------------------------- schedules

@@ -5,7 +5,7 @@
         t.summary()                 # density, accuracy, early-stop iteration per level
         masks = t.masks(3)          # {parameter name: bool array}
 
-Modules: ``store`` (ticket files), ``imp`` (the IMP loop: ``RunConfig``, ``run_imp``), ``training``, ``pruning``,
+Modules: ``store`` (ticket files), ``lottery`` (the IMP loop: ``RunConfig``, ``run_imp``), ``training``, ``pruning``,
 ``models``, ``datasets``, ``analysis`` (overlap, combine, sparsity, structure, fairness), ``plots``, ``report``,
 ``io`` (import and export).
 """

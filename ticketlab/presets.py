@@ -1,18 +1,21 @@
 """Presets: the hyperparameters of the papers, by name (``ticketlab presets``), overridable flag by flag.
 
 A preset is a flat mapping of option names to values; option names are those of ``ticketlab train``'s flags
-(``--batch-size`` ↔ ``batch_size``). Lengths may be given in iterations (``iterations``) or epochs
-(``epochs``); milestones and warm-up accept ``"91ep"``-style epoch values. :func:`build_config` resolves a preset
-plus overrides into a :class:`~ticketlab.imp.RunConfig`.
+(``--batch-size`` ↔ ``batch_size``; :data:`FLAG_OPTIONS` lists the two that differ). Lengths may be given in
+iterations (``iterations``) or epochs (``epochs``); milestones and warm-up accept ``"91ep"``-style epoch values.
+:func:`build_config` resolves a preset plus overrides into a :class:`~ticketlab.lottery.RunConfig`;
+:func:`config_from_flags` does the same from ``ticketlab train``'s flag values. The presets are the registry
+:data:`PRESETS`.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from ticketlab.errors import ConfigError
+from ticketlab.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -23,18 +26,17 @@ class Preset:
     options: Mapping[str, Any]
 
 
-_PRESETS: dict[str, Preset] = {}
+PRESETS: Registry[Preset] = Registry("preset")
 
 
 def _register(name: str, description: str, reference: str, **options: Any) -> None:
-    if name in _PRESETS:
-        raise ValueError(f"preset {name!r} already registered")
-    _PRESETS[name] = Preset(name, description, reference, options)
+    PRESETS.register(name, Preset(name, description, reference, options))
 
 
 _register(
     "quickstart",
-    "LeNet-300-100 on the shipped MNIST: 6 short levels at 50%/level with the reinit control; ~1 min on 2 CPU cores",
+    "LeNet-300-100 on the shipped MNIST: 6 short levels at 50%/level with the reinit control; about a minute on 2 "
+    "CPU cores",
     "a scaled-down Frankle & Carbin (2019) LeNet experiment",
     model="lenet300", dataset="mnist", strategy="layer_magnitude", rate=0.5, output_rate=0.25, levels=6,
     reset="rewind-init", controls=["reinit"], optimizer="adam", lr=1.2e-3, batch_size=60, iterations=2500,
@@ -90,6 +92,12 @@ _register(
 
 DEFAULT_PRESET = "quickstart"
 
+
+def default_output(preset: str | None, seed: int | str) -> Path:
+    """Where ``ticketlab train`` writes a run given no ``--out``: ``runs/<preset>_seed<seed>.h5``."""
+    return Path("runs") / f"{preset or DEFAULT_PRESET}_seed{seed}.h5"
+
+
 #: Option names: RunConfig fields, TrainConfig fields, and `epochs`.
 RUN_KEYS = {"model", "dataset", "strategy", "rate", "output_rate", "norm", "layer_rates", "exclude", "levels",
             "reset", "controls", "retrain_iterations", "val_size", "split_seed", "augment", "seed", "data_dir"}
@@ -97,18 +105,18 @@ TRAIN_KEYS = {"optimizer", "lr", "momentum", "nesterov", "weight_decay", "betas"
               "gamma", "warmup_iterations", "batch_size", "iterations", "eval_every"}
 
 
+#: ``ticketlab train`` flags whose option has another name (``--layer-rate`` ↔ ``layer_rates``).
+FLAG_OPTIONS = {"layer_rate": "layer_rates", "warmup": "warmup_iterations"}
+
+
 def list_presets() -> list[Preset]:
     """Every preset, in registration order."""
-    return list(_PRESETS.values())
+    return [p for _, p in PRESETS.items()]
 
 
 def get_preset(name: str) -> Preset:
-    try:
-        return _PRESETS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _PRESETS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(_PRESETS)}{hint}") from None
+    """The preset called ``name``; a one-line :class:`ConfigError` naming the presets if there is none."""
+    return PRESETS.get(name)
 
 
 #: Value that resets an option to its default (``--output-rate none``, ``--controls none``).
@@ -116,9 +124,9 @@ UNSET = "none"
 
 
 def _is_global(strategy: str) -> bool:
-    from ticketlab.pruning import get_strategy
+    from ticketlab.pruning import STRATEGIES
 
-    return get_strategy(strategy).scope == "global"
+    return STRATEGIES.get(strategy).pooled
 
 
 def _to_iterations(value: Any, steps_per_epoch: int, what: str) -> int:
@@ -133,9 +141,9 @@ def _to_iterations(value: Any, steps_per_epoch: int, what: str) -> int:
 
 
 def build_config(preset: str | None = None, **overrides: Any):
-    """Resolve a preset plus overrides (``None`` values are ignored) into a :class:`~ticketlab.imp.RunConfig`."""
+    """Resolve a preset plus overrides (``None`` values are ignored) into a :class:`~ticketlab.lottery.RunConfig`."""
     from ticketlab.datasets import get_dataset_spec
-    from ticketlab.imp import RunConfig
+    from ticketlab.lottery import RunConfig
     from ticketlab.training import TrainConfig, steps_per_epoch
 
     options = dict(get_preset(preset or DEFAULT_PRESET).options)
@@ -193,6 +201,11 @@ def build_config(preset: str | None = None, **overrides: Any):
         if key in run:
             run[key] = tuple(run[key])
     return RunConfig(**run)
+
+
+def config_from_flags(preset: str | None, flags: Mapping[str, Any]):
+    """:func:`build_config` from ``ticketlab train`` flag values, keyed by flag (``layer_rate``, ``warmup``, ...)."""
+    return build_config(preset, **{FLAG_OPTIONS.get(k, k): v for k, v in flags.items()})
 
 
 def preset_as_flags(preset: Preset) -> str:

@@ -22,16 +22,51 @@ computed from pooled densities, which would ignore that layers are pruned uneven
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ticketlab.errors import ConfigError
 from ticketlab.masks import compression, density, sparsity
+from ticketlab.registry import Registry
 
-#: Ways of combining masks.
-MODES = ("intersection", "union", "vote")
+
+
+@dataclass(frozen=True)
+class CombineMode:
+    """One way of combining n masks: how many votes a weight needs, and the chance density of the result.
+
+    Attributes
+    ----------
+    votes : callable
+        ``votes(n, min_votes) -> K``: the votes a weight needs among ``n`` masks (``min_votes`` as given, or None).
+    chance : callable
+        ``chance(densities, K) -> float``: the expected density of the combination of independent uniformly
+        random masks of those densities (see the module docstring).
+    takes_min_votes : bool
+        Whether ``min_votes`` may be given.
+    """
+
+    votes: Callable[[int, int | None], int]
+    chance: Callable[[np.ndarray, int], float]
+    takes_min_votes: bool = False
+
+
+def _vote_votes(n: int, min_votes: int | None) -> int:
+    if min_votes is None:
+        return n // 2 + 1
+    if not 1 <= int(min_votes) <= n:
+        raise ConfigError(f"min_votes must be an integer in [1, {n}] for {n} masks; got {min_votes}")
+    return int(min_votes)
+
+
+#: Ways of combining masks, by name.
+MODES: Registry[CombineMode] = Registry("combination mode")
+MODES.register("intersection", CombineMode(lambda n, k: n, lambda d, k: float(np.prod(d))))
+MODES.register("union", CombineMode(lambda n, k: 1, lambda d, k: float(1.0 - np.prod(1.0 - d))))
+MODES.register("vote", CombineMode(_vote_votes, lambda d, k: poisson_binomial_tail(d, k), takes_min_votes=True))
 
 
 def resolve_min_votes(n: int, mode: str = "intersection", min_votes: int | None = None) -> int:
@@ -44,20 +79,13 @@ def resolve_min_votes(n: int, mode: str = "intersection", min_votes: int | None 
     ConfigError
         For an unknown mode, ``min_votes`` outside [1, n], or ``min_votes`` with a mode other than ``vote``.
     """
-    if mode not in MODES:
-        raise ConfigError(f"unknown combination mode {mode!r}; choose one of: {', '.join(MODES)}")
+    how = MODES.get(mode)
     if n < 1:
         raise ConfigError("no masks to combine")
-    if mode != "vote":
-        if min_votes is not None:
-            raise ConfigError(f"min_votes (--min-votes) applies only to mode 'vote'; got {min_votes} with "
-                              f"mode {mode!r}")
-        return n if mode == "intersection" else 1
-    if min_votes is None:
-        return n // 2 + 1
-    if not 1 <= int(min_votes) <= n:
-        raise ConfigError(f"min_votes must be an integer in [1, {n}] for {n} masks; got {min_votes}")
-    return int(min_votes)
+    if min_votes is not None and not how.takes_min_votes:
+        raise ConfigError(f"min_votes (--min-votes) applies only to mode 'vote'; got {min_votes} with "
+                          f"mode {mode!r}")
+    return how.votes(n, min_votes)
 
 
 def combine_layer(masks: Sequence[np.ndarray], mode: str = "intersection", min_votes: int | None = None
@@ -154,11 +182,7 @@ def chance_density(densities: Sequence[float], mode: str = "intersection", min_v
     """
     d = np.asarray(densities, dtype=np.float64).reshape(-1)
     k = resolve_min_votes(d.size, mode, min_votes)
-    if mode == "intersection":
-        return float(np.prod(d))
-    if mode == "union":
-        return float(1.0 - np.prod(1.0 - d))
-    return poisson_binomial_tail(d, k)
+    return MODES.get(mode).chance(d, k)
 
 
 #: Columns of :func:`combine_report` after the caller's constant columns.

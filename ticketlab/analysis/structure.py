@@ -66,7 +66,7 @@ lost all its incoming weights) or from the output (a unit downstream lost all it
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -74,9 +74,14 @@ from scipy import special, stats
 
 from ticketlab.errors import ConfigError
 from ticketlab.masks import TensorInfo, check_masks, compression, density, sparsity
+from ticketlab.registry import Registry
 
-#: The groupings of :func:`group_structure`, in output order.
-GROUPINGS = ("output", "input", "kernel")
+#: The groupings of :func:`group_structure`, in output order: ``grouping(mask as (out, in, taps)) -> (per-group kept
+#: counts, weights per group)``. ``kernel`` applies to conv layers only.
+GROUPINGS: Registry[Callable[[np.ndarray], tuple[np.ndarray, int]]] = Registry("grouping")
+GROUPINGS.register("output", lambda m: (m.sum(axis=(1, 2)), m.shape[1] * m.shape[2]))  # units / filters
+GROUPINGS.register("input", lambda m: (m.sum(axis=(0, 2)), m.shape[0] * m.shape[2]))   # input units / channels
+GROUPINGS.register("kernel", lambda m: (m.sum(axis=2).reshape(-1), m.shape[2]))         # one conv kernel each
 
 #: Name components that mark a residual connection's tensors (OpenLTH/ticketlab, torchvision).
 _RESIDUAL_MARKERS = ("shortcut", "downsample")
@@ -217,20 +222,15 @@ def _simulated_p(x2: float, groups: int, group_size: int, kept: int, simulations
 
 def _group_counts(mask: np.ndarray, grouping: str) -> tuple[np.ndarray, int]:
     """Per-group kept counts (flat) and the group size for one grouping of a (≥ 2-D) mask."""
-    m = mask.reshape(mask.shape[0], mask.shape[1], -1)
-    if grouping == "output":
-        return m.sum(axis=(1, 2)), m.shape[1] * m.shape[2]
-    if grouping == "input":
-        return m.sum(axis=(0, 2)), m.shape[0] * m.shape[2]
-    return m.sum(axis=2).reshape(-1), m.shape[2]
+    return GROUPINGS.get(grouping)(mask.reshape(mask.shape[0], mask.shape[1], -1))
 
 
 def _groupings(t: TensorInfo) -> tuple[str, ...]:
     if len(t.shape) < 2:
         return ()
     if t.kind == "conv" and len(t.shape) >= 3:
-        return GROUPINGS
-    return GROUPINGS[:2]
+        return tuple(GROUPINGS.names())
+    return ("output", "input")
 
 
 def group_structure(masks: Mapping[str, np.ndarray], tensors: Iterable[TensorInfo], *, simulations: int = 0,
@@ -429,8 +429,9 @@ def effective_density(masks: Mapping[str, np.ndarray], tensors: Iterable[TensorI
     pandas.DataFrame
         One row per layer in model order, then a row with ``layer = "total"`` over all masked tensors.
         Columns: ``layer``, ``kind``, ``size``, ``kept`` (direct), ``effective_kept``, ``density`` (kept/size),
-        ``effective_density`` (effective_kept/size), ``sparsity``, ``effective_sparsity`` (1 − density),
-        ``compression``, ``effective_compression`` (size/kept; ``inf`` when nothing is kept), ``in_units``,
+        ``effective_density`` (effective_kept/size), ``sparsity`` (1 − density), ``effective_sparsity``
+        (1 − effective_density), ``compression`` (size/kept), ``effective_compression`` (size/effective_kept;
+        ``inf`` when nothing is kept), ``in_units``,
         ``inactive_in_units``, ``out_units``, ``inactive_out_units`` (units — channels for conv — of the layer
         on no input-to-output path; nullable ``Int64``, missing on the total row).
     """

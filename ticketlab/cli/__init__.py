@@ -1,8 +1,9 @@
 """The ``ticketlab`` command line: a thin layer that parses, calls one library function and formats.
 
-Each sub-command lives in its own module in this package and exposes ``register(subparsers)``, which adds its
-parser and sets ``func`` to a callable ``func(args) -> int``. Errors that bad input can cause are
-:class:`ticketlab.errors.TicketlabError`; they are printed as one line and exit with status 2.
+Each sub-command lives in a module of this package (listed in :data:`COMMANDS`) that exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable ``func(args) -> int``. Errors
+that bad input can cause are :class:`ticketlab.errors.TicketlabError`; they are printed as one line and exit
+with status 2.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import sys
 
 from ticketlab._version import __version__
 from ticketlab.errors import TicketlabError
+from ticketlab.registry import Registry
 
-# Sub-command modules, in the order ``ticketlab --help`` lists them.
-COMMANDS = [
-    "train", "info", "models", "presets", "strategies", "data",
-    "overlap", "intersect", "sparsity", "structure", "fairness", "plot", "report", "import", "export",
-]
-
-# Commands registered by a module of another name (one module registers several listing commands).
-_MODULES = {"models": "registries", "presets": "registries", "strategies": "registries", "import": "import_"}
+#: The sub-commands, in the order ``ticketlab --help`` lists them: command → the module of this package that
+#: registers it (one module may register several, e.g. the listing commands of ``registries``).
+COMMANDS: Registry[str] = Registry("command")
+for _name, _module in [
+    ("train", "train"), ("info", "info"), ("models", "registries"), ("presets", "registries"),
+    ("strategies", "registries"), ("data", "data"), ("overlap", "overlap"), ("intersect", "intersect"),
+    ("sparsity", "sparsity"), ("structure", "structure"), ("fairness", "fairness"), ("plot", "plot"),
+    ("report", "report"), ("import", "import_"), ("export", "export"),
+]:
+    COMMANDS.register(_name, _module)
 
 EXIT_USAGE = 2
 
@@ -60,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"ticketlab {__version__} (ticket-file schema {SCHEMA_VERSION})"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubParser)
-    for name in dict.fromkeys(_MODULES.get(n, n) for n in COMMANDS):
-        importlib.import_module(f"ticketlab.cli.{name}").register(sub)
+    for module in dict.fromkeys(module for _, module in COMMANDS.items()):
+        importlib.import_module(f"ticketlab.cli.{module}").register(sub)
     return parser
 
 

@@ -22,12 +22,15 @@ LIST_COLUMNS = [
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``data`` (with actions ``list`` and ``download``) to the ``ticketlab`` sub-command parsers."""
+    from ticketlab.datasets import DATA_ENV_VAR, DATASETS
+
+    default_dir = f"${DATA_ENV_VAR}, else the repository's data/, else ./data"
     parser = subparsers.add_parser(
         "data",
         help="list datasets and download their files",
         description="List the registered datasets and whether their files are present, or download a dataset's "
-        "files (checked against the published md5) into DIR/NAME/. Without --data-dir, the data directory is "
-        "$TICKETLAB_DATA, else the repository's data/ folder, else ./data.",
+        f"files (checked against the published md5) into DIR/NAME/. Without --data-dir, the data directory is "
+        f"{default_dir}. Datasets: {DATASETS.choices()}.",
         epilog=example_epilog(
             "ticketlab data list",
             "ticketlab data download cifar10",
@@ -60,11 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "ticketlab data download mnist --base-url http://127.0.0.1:8000/mnist",
         ),
     )
-    p_dl.add_argument("name", metavar="NAME", help="dataset name (see 'ticketlab data list')")
-    p_dl.add_argument(
-        "--data-dir", metavar="DIR", help="data directory (default: $TICKETLAB_DATA, else the repository's data/, "
-        "else ./data)"
-    )
+    p_dl.add_argument("name", metavar="NAME", help=f"dataset name: {DATASETS.choices()}")
+    p_dl.add_argument("--data-dir", metavar="DIR", help=f"data directory (default: {default_dir})")
     p_dl.add_argument("--base-url", metavar="URL", help="fetch URL/FILE instead of the official location (a mirror)")
     p_dl.add_argument("--quiet", "-q", action="store_true", help="print only errors and the result")
     p_dl.set_defaults(func=run_download)
@@ -78,12 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def collect(data_dir: str | None = None) -> list[dict[str, Any]]:
     """One record per registered dataset: what ``data list`` shows (the ``--json`` output)."""
-    from ticketlab.datasets import dataset_status, get_dataset_spec, list_datasets
+    from ticketlab.datasets import dataset_statuses, get_dataset_spec
 
     records = []
-    for name in list_datasets():
-        spec = get_dataset_spec(name)
-        status = dataset_status(name, data_dir)
+    for status in dataset_statuses(data_dir):
+        spec = get_dataset_spec(status.name)
         if status.present:
             files = {"archive": "present (archive)", "folder": "present (extracted)"}.get(status.source, "present")
         elif status.dataset_dir.is_dir():
@@ -92,7 +91,7 @@ def collect(data_dir: str | None = None) -> list[dict[str, Any]]:
             files = "missing"
         records.append(
             {
-                "name": name,
+                "name": spec.name,
                 "input_shape": list(spec.input_shape),
                 "num_classes": spec.num_classes,
                 "train_size": spec.train_size,
@@ -118,9 +117,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from ticketlab.datasets import download, get_dataset_spec
+    from ticketlab.datasets import download
 
-    spec = get_dataset_spec(args.name)
-    paths = download(spec.name, args.data_dir, base_url=args.base_url, progress=not args.quiet)
-    print(f"{spec.name}: {len(paths)} file(s) with verified md5 in {paths[0].parent}")
+    paths = download(args.name, args.data_dir, base_url=args.base_url, progress=not args.quiet)
+    folder = paths[0].parent  # <data_dir>/<registered name>/
+    print(f"{folder.name}: {len(paths)} file(s) with verified md5 in {folder}")
     return 0

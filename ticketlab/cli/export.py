@@ -1,6 +1,7 @@
-"""``ticketlab export FILE --level N --format torch-prune|state-dict --out model.pt``: hand a ticket to PyTorch.
+"""``ticketlab export FILE --level N --format FORMAT --out model.pt``: hand a ticket to PyTorch.
 
-The work is done by :func:`ticketlab.io.export`; formats and weight choices are described there.
+The work is done by :func:`ticketlab.io.export`; the formats and weight choices are the entries of the registries
+:data:`ticketlab.io.FORMATS` and :data:`ticketlab.io.WEIGHT_CHOICES`, and the help text is written from them.
 """
 
 from __future__ import annotations
@@ -9,21 +10,24 @@ import argparse
 
 from ticketlab.cli import example_epilog
 
-FORMATS = ("torch-prune", "state-dict")  # as ticketlab.io.export.FORMATS
-WEIGHT_CHOICES = ("auto", "trained", "init", "rewind")  # as ticketlab.io.export.WEIGHT_CHOICES
+DEFAULT_FORMAT = "state-dict"
+DEFAULT_WEIGHTS = "auto"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ticketlab.io.export import FORMATS, WEIGHT_CHOICES
+
+    formats = "; ".join(f"--format {name}{' (the default)' if name == DEFAULT_FORMAT else ''} {fmt.description}"
+                        for name, fmt in FORMATS.items())
+    weights = ", ".join(f"{name} ({w.description}{'; the default' if name == DEFAULT_WEIGHTS else ''})"
+                        for name, w in WEIGHT_CHOICES.items())
     p = sub.add_parser(
         "export",
-        help="write one level of a ticket as a torch.nn.utils.prune state dict or a masked state dict",
-        description="Write one level (or one of its branches) of a ticket file for use in PyTorch. --format "
-        "torch-prune writes <name>_orig (the weights) and <name>_mask (the mask) for every masked tensor, as a model "
-        "pruned with torch.nn.utils.prune has them: load it with strict=True after prune.identity(module, 'weight') "
-        "on each masked tensor, or use ticketlab.io.apply_ticket(model, FILE, level) in Python. --format state-dict "
-        "writes the plain state dict with the mask applied (pruned weights are exact zeros). --weights picks the "
-        "weights: trained (the level's trained weights), init (the initial weights, a branch's own when it has "
-        "them), rewind (the rewind point of a rewind:K run) or auto (trained if stored, else init; the default). "
+        help=f"write one level of a ticket for PyTorch ({FORMATS.choices(' or ')})",
+        description="Write one level (or one of its branches) of a ticket file for use in PyTorch. "
+        f"{formats}. A torch-prune file loads with strict=True after "
+        "prune.identity(module, 'weight') on each masked tensor, or use ticketlab.io.apply_ticket(model, FILE, "
+        f"level) in Python. --weights picks the weights: {weights}. "
         "A note says which were used. An --out ending in .safetensors writes safetensors instead of torch.save. "
         "Importing the output back (ticketlab import torch-prune / checkpoint) gives the same masks.",
         epilog=example_epilog(
@@ -35,9 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="a ticket file (.h5)")
     p.add_argument("--level", type=int, help="the level to export (default: the last; -1 = last, -2 = the one before)")
     p.add_argument("--branch", metavar="NAME", help="export this control branch of the level")
-    p.add_argument("--format", choices=FORMATS, default="state-dict", help="torch-prune or state-dict (default)")
-    p.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto",
-                   help="which weights: auto (default), trained, init or rewind")
+    p.add_argument("--format", choices=FORMATS.names(), default=DEFAULT_FORMAT,
+                   help=f"{FORMATS.choices(' or ')} (default: {DEFAULT_FORMAT})")
+    p.add_argument("--weights", choices=WEIGHT_CHOICES.names(), default=DEFAULT_WEIGHTS,
+                   help=f"which weights: {WEIGHT_CHOICES.choices()} (default: {DEFAULT_WEIGHTS})")
     p.add_argument("--out", required=True, metavar="FILE.pt", help="the file to write (.pt/.pth, or .safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)

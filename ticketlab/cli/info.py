@@ -30,9 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "density (kept fraction of the masked weights), sparsity (1 - density), compression (total/kept), "
         "test accuracy (fraction correct) and the early-stopping iteration (minimum validation loss).",
         epilog=example_epilog(
-            "ticketlab info runs/quickstart.h5",
-            "ticketlab info runs/quickstart.h5 --layers",
-            "ticketlab info runs/quickstart.h5 --json > summary.json",
+            "ticketlab info runs/quickstart_seed0.h5",
+            "ticketlab info runs/quickstart_seed0.h5 --layers",
+            "ticketlab info runs/quickstart_seed0.h5 --json > summary.json",
         ),
     )
     p.add_argument("file", metavar="FILE", help="a ticket file (.h5)")

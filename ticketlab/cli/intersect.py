@@ -2,25 +2,22 @@
 
 The result is a ticket file whose level 0 holds the combined mask, with the initial weights of the first input
 (or of ``--init FILE``) and a configuration naming its sources, so that ``ticketlab train --mask T.h5``
-retrains it. The file is written to a hidden temporary file and renamed into place only when complete.
+retrains it. The library call is :func:`ticketlab.store.derive_ticket` (with
+:func:`ticketlab.analysis.combine.combine_layer` as the combination), which writes the file atomically.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
+import functools
 from pathlib import Path
-from typing import Any
 
+from ticketlab.analysis.combine import MODES
 from ticketlab.cli import example_epilog
-from ticketlab.cli._output import fmt_ratio
-from ticketlab.cli._select import (Selection, add_output_arguments, check_same_model, emit, fmt_float, fmt_int,
-                                   fmt_str, select)
+from ticketlab.cli._args import add_output_arguments, emit
+from ticketlab.cli._output import fmt_float, fmt_int, fmt_ratio, fmt_str
 from ticketlab.errors import ConfigError, TicketFileError
-
-MODES = ("intersection", "union", "vote")  # as ticketlab.analysis.combine.MODES
-
+from ticketlab.store import Selection, TicketFile, derive_ticket, select
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -76,7 +73,6 @@ def describe(mode: str, k: int, n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ticketlab import store
     from ticketlab.analysis.combine import COMBINE_COLUMNS, combine_layer, combine_report, resolve_min_votes
 
     if len(args.files) < 2:
@@ -85,49 +81,24 @@ def run(args: argparse.Namespace) -> int:
     k = resolve_min_votes(len(args.files), args.mode, args.min_votes)
     min_votes = k if args.mode == "vote" else None
     out = Path(args.out)
-    if out.is_dir():
-        raise TicketFileError(f"{out}: is a directory; --out takes a file name")
-    if out.exists() and not args.overwrite:
+    if out.is_file() and not args.overwrite:
         raise TicketFileError(f"{out}: already exists; choose another --out or pass --overwrite")
-    if not out.parent.exists():
-        raise TicketFileError(f"{out}: directory {out.parent} does not exist")
 
     sels = select(args.files, args.level)
-    init_sel = sels[0]
-    if args.init:
-        init_sel = Selection(args.init, Path(args.init), 0, store.TicketFile(args.init))
-    tensors = check_same_model(sels + ([init_sel] if args.init else []))
-    with contextlib.ExitStack() as stack:
-        for s in sels:
-            stack.enter_context(s.ticket)
-        if args.init:
-            stack.enter_context(init_sel.ticket)
-        if "init" not in init_sel.ticket.checkpoints():
-            hint = "" if args.init else "; take them from another file of the same model with --init FILE"
-            raise TicketFileError(f"{init_sel.path}: has no initial weights ('init' checkpoint){hint}")
-        init = init_sel.ticket.weights("init")
-        input_kept = [s.ticket.kept(s.level) for s in sels]
-        combined = {t.name: combine_layer([s.ticket.mask(s.level, t.name) for s in sels], args.mode, min_votes)
-                    for t in tensors}
-        first = sels[0].ticket
-        model, dataset = first.model, first.dataset
-        sources = [{"path": str(s.path.resolve()), "level": s.level, "model": s.ticket.model,
-                    "method": s.ticket.method, "seed": s.ticket.seed} for s in sels]
-        init_seed = init_sel.ticket.seed
-    config = {
-        "command": "intersect",
-        "model": model,
-        "mode": args.mode,
-        "min_votes": min_votes,
-        "sources": sources,
-        "init": {"path": str(init_sel.path.resolve()), "checkpoint": "init", "seed": init_seed},
-    }
+    init = Selection(args.init, Path(args.init), 0, TicketFile(args.init)) if args.init else None
     method = describe(args.mode, k, len(sels))
-    _write(out, tensors=tensors, model=model, method=method, config=config, seed=init_seed, dataset=dataset,
-           init=init, masks=combined, mode=args.mode, min_votes=min_votes)
+    attrs = {"source": "intersect", "mode": args.mode}
+    if min_votes is not None:
+        attrs["min_votes"] = int(min_votes)
+    combined = derive_ticket(
+        out, sels, functools.partial(combine_layer, mode=args.mode, min_votes=min_votes), method=method,
+        config={"command": "intersect", "mode": args.mode, "min_votes": min_votes}, init=init, attrs=attrs,
+        overwrite=args.overwrite,
+    )
 
-    sizes = {t.name: t.size for t in tensors}
+    sizes = {name: m.size for name, m in combined.items()}
     kept = {name: int(m.sum()) for name, m in combined.items()}
+    input_kept = [s.ticket.kept(s.level) for s in sels]
     frame = combine_report(sizes, input_kept, kept, args.mode, min_votes)
     for i, (key, value) in enumerate({"file": str(out), "mode": args.mode, "min_votes": min_votes}.items()):
         frame.insert(i, key, value)
@@ -136,28 +107,7 @@ def run(args: argparse.Namespace) -> int:
         emit(args, records, [(c, c, fmt_str) for c in ["file", "mode", "min_votes"] + COMBINE_COLUMNS])
         return 0
     names = ", ".join(f"{s.path}:{s.level}" for s in sels)
-    title = (f"wrote {out}: level 0 = {method} ({names}); initial weights from {init_sel.path}\n"
+    title = (f"wrote {out}: level 0 = {method} ({names}); initial weights from {(init or sels[0]).path}\n"
              f"density = kept fraction; E[density] = chance level for independent uniformly random masks")
     emit(args, records, TABLE_COLUMNS, title=title)
     return 0
-
-
-def _write(out: Path, *, tensors: list, model: str, method: str, config: dict[str, Any], seed: int | None,
-           dataset: Any, init: dict, masks: dict, mode: str, min_votes: int | None) -> None:
-    """Write the new ticket to a hidden file beside ``out`` and rename it into place only when complete."""
-    from ticketlab import store
-
-    tmp = out.with_name(f".{out.name}.intersect-{os.getpid()}")
-    try:
-        store.create(tmp, tensors=tensors, model=model, method=method, config=config, seed=seed, dataset=dataset,
-                     init_weights=init, overwrite=True)
-        writer = store.TicketWriter(tmp)
-        attrs = {"source": "intersect", "mode": mode}
-        if min_votes is not None:
-            attrs["min_votes"] = int(min_votes)
-        writer.write_level(0, masks, attrs=attrs)
-        writer.set_status("complete")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -1,7 +1,8 @@
 """``ticketlab plot KIND FILE[:LEVEL]... --out fig.png``: draw one figure of ticket files (PNG, PDF or SVG).
 
-A thin layer over :func:`ticketlab.plots.plot_files`: the kinds are the registry :data:`ticketlab.plots.PLOTS`,
-and the same figures are drawn in Python by the functions of :mod:`ticketlab.plots`.
+A thin layer over :func:`ticketlab.frames.plot_files`, which loads a kind's tidy input with :mod:`ticketlab.frames`
+and draws it: the kinds are the registry :data:`ticketlab.plots.PLOTS`, and the same figures are drawn in Python
+by the functions of :mod:`ticketlab.plots`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from ticketlab.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ticketlab.plots.kinds import PLOTS
-    from ticketlab.plots._style import FORMATS
+    from ticketlab.plots import FORMATS, PLOTS
+    from ticketlab.plots.accuracy import BANDS
 
-    width = max(len(k) for k in PLOTS)
+    width = max(len(k) for k in PLOTS.names())
     kinds = "\n".join(textwrap.fill(v.description, 100, initial_indent=f"  {k.ljust(width)}  ",
                                     subsequent_indent=" " * (width + 4)) for k, v in PLOTS.items())
     p = sub.add_parser(
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "ticketlab plot pies runs/rewind_s0.h5 runs/rewind_s1.h5 --level 8 --out pies.png",
         ),
     )
-    p.add_argument("kind", metavar="KIND", help="what to draw: " + ", ".join(PLOTS))
+    p.add_argument("kind", metavar="KIND", help="what to draw: " + PLOTS.choices())
     p.add_argument("files", nargs="+", metavar="FILE[:LEVEL]",
                    help="ticket files; ':LEVEL' picks a level for the kinds that show one")
     p.add_argument("--out", required=True, metavar="FIG.png|pdf|svg",
@@ -48,16 +49,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "one layer instead of all layers pooled")
     p.add_argument("--per-run", action="store_true",
                    help="accuracy, early-stop: one line per run instead of the mean with a band over seeds")
-    p.add_argument("--band", choices=("range", "sd", "none"), default="range",
-                   help="accuracy, early-stop: the band over seeds: min-max range (default), +-1 sd, or none")
+    p.add_argument("--band", choices=BANDS.names(), default="range",
+                   help="accuracy, early-stop: the band over seeds: "
+                   + ", ".join(f"{name} ({b.help})" for name, b in BANDS.items()) + "; default: range")
     p.add_argument("--title", help="replace the figure's title")
     p.add_argument("--dpi", type=int, default=200, help="resolution of PNG output (default 200)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ticketlab.plots import get_plot, plot_files, save_figure
-    from ticketlab.plots._style import figure_format
+    from ticketlab.frames import plot_files
+    from ticketlab.plots import figure_format, get_plot, save_figure
 
     get_plot(args.kind)  # an unknown kind or a bad --out fails before any file is read
     figure_format(args.out)

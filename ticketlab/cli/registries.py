@@ -1,11 +1,19 @@
-"""``ticketlab models``, ``ticketlab presets``, ``ticketlab strategies``: list what can be chosen."""
+"""``ticketlab models``, ``ticketlab presets``, ``ticketlab strategies``: list what can be chosen.
+
+Every listing is read from the registries (:data:`ticketlab.models.MODELS`, :data:`ticketlab.presets.PRESETS`,
+:data:`ticketlab.pruning.STRATEGIES`, :data:`ticketlab.lottery.RESET_MODES` and :data:`~ticketlab.lottery.CONTROLS`),
+so a new entry is listed the day it is registered.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ticketlab.cli import example_epilog
 from ticketlab.cli._output import fmt_str, table, to_json
+
+NAME_COLUMNS = [("name", "name", fmt_str), ("description", "description", fmt_str)]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("models", "list the models 'ticketlab train --model' accepts", _models, "ticketlab models"),
         ("presets", "list the presets (papers' hyperparameters) 'ticketlab train --preset' accepts", _presets,
          "ticketlab presets --flags"),
-        ("strategies", "list the pruning strategies and reset modes 'ticketlab train' accepts", _strategies,
-         "ticketlab strategies"),
+        ("strategies", "list the pruning strategies, reset modes and controls 'ticketlab train' accepts",
+         _strategies, "ticketlab strategies"),
     ]:
         p = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".",
                            epilog=example_epilog(example, f"ticketlab {name} --json"))
@@ -27,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _emit(args, records, columns) -> int:
     print(to_json(records) if args.json else table(records, [(k, h, fmt_str) for k, h in columns]))
     return 0
+
+
+def described(registry: Any) -> list[dict[str, str]]:
+    """``{"name", "description"}`` records of a registry whose entries have a ``description``."""
+    return [{"name": name, "description": entry.description} for name, entry in registry.items()]
 
 
 def _models(args) -> int:
@@ -50,21 +63,16 @@ def _presets(args) -> int:
 
 
 def _strategies(args) -> int:
-    from ticketlab.imp import CONTROLS, RESET_MODES
-    from ticketlab.pruning import get_strategy, list_strategies
+    from ticketlab.lottery import CONTROLS, RESET_MODES
+    from ticketlab.pruning import STRATEGIES
 
-    strategies = [{"name": n, "description": get_strategy(n).description} for n in list_strategies()]
+    sections = [("strategies", "pruning strategies (--strategy)", described(STRATEGIES)),
+                ("reset_modes", "reset modes (--reset)", described(RESET_MODES)),
+                ("controls", "controls (--controls)", described(CONTROLS))]
     if args.json:
-        print(to_json({"strategies": strategies,
-                       "reset_modes": [{"name": k, "description": v} for k, v in RESET_MODES.items()],
-                       "controls": [{"name": k, "description": v} for k, v in CONTROLS.items()]}))
+        print(to_json({key: records for key, _, records in sections}))
         return 0
-    print("pruning strategies (--strategy)")
-    print(table(strategies, [("name", "name", fmt_str), ("description", "description", fmt_str)]))
-    print("\nreset modes (--reset)")
-    print(table([{"name": k, "description": v} for k, v in RESET_MODES.items()],
-                [("name", "name", fmt_str), ("description", "description", fmt_str)]))
-    print("\ncontrols (--controls)")
-    print(table([{"name": k, "description": v} for k, v in CONTROLS.items()],
-                [("name", "name", fmt_str), ("description", "description", fmt_str)]))
+    for i, (_, title, records) in enumerate(sections):
+        print(("\n" if i else "") + title)
+        print(table(records, NAME_COLUMNS))
     return 0

@@ -1,7 +1,7 @@
 """``ticketlab report FILE... --out report.html``: one self-contained HTML page about a set of ticket files.
 
 A thin layer over :func:`ticketlab.report.build_report`; what the page holds is described in
-:mod:`ticketlab.report`.
+:mod:`ticketlab.report.build`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report",
         help="write one self-contained HTML report (figures inline) about ticket files",
         description="Write one HTML page about the ticket files: run summaries, accuracy against density, "
-        "layer-wise sparsity, mask overlap (two or more files of a model, or levels of one), structure (conv or "
+        "layer-wise density, mask overlap (two or more files of a model, or levels of one), structure (conv or "
         "feed-forward models) and fairness (when level 0 is evaluated). Each section appears only when it "
         "applies; the page says which were left out and why. Figures are embedded as PNG images and nothing "
         "is loaded from the network, so the file can be shared as it is.",

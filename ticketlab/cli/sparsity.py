@@ -1,7 +1,8 @@
 """``ticketlab sparsity FILE [...]``: size, kept, density, sparsity and compression per level and layer.
 
-Reads only the per-tensor kept counts stored with every level (no mask is unpacked), so it is instant on any
-ticket. The analysis is :func:`ticketlab.analysis.sparsity.sparsity_table`.
+A thin layer over :func:`ticketlab.frames.sparsity_frames`, which reads only the per-tensor kept counts stored
+with every level (no mask is unpacked), so it is instant on any ticket. The analysis is
+:func:`ticketlab.analysis.sparsity.sparsity_table`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ import argparse
 from typing import Any
 
 from ticketlab.cli import example_epilog
-from ticketlab.cli._output import fmt_ratio
-from ticketlab.cli._select import (add_output_arguments, check_same_model, emit, fmt_float, fmt_int, fmt_str,
-                                   parse_spec, select)
+from ticketlab.cli._args import add_output_arguments, emit
+from ticketlab.cli._output import fmt_float, fmt_int, fmt_ratio, fmt_str
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,25 +62,18 @@ RECORD_KEYS = ["file", "model", "method", "seed", "level", "layer", "kind", "pru
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ticketlab.analysis.sparsity import sparsity_table
+    from ticketlab.frames import sparsity_frames
 
-    sels = select(args.files, args.level)
-    check_same_model(sels)
-    frames = []
-    for s in sels:
-        t = s.ticket
-        explicit = parse_spec(s.spec)[1] is not None or args.level is not None
-        levels = [s.level] if explicit else t.levels
-        frames.append(sparsity_table({level: t.kept(level) for level in levels}, t.tensors, file=str(s.path),
-                                     model=t.model, method=t.method, seed=t.seed))
+    frames = sparsity_frames(args.files, args.level)
     if args.json or args.csv:
         records = pd.concat(frames, ignore_index=True).to_dict("records")
         emit(args, records, [(k, k, fmt_str) for k in RECORD_KEYS])
         return 0
-    for i, (s, f) in enumerate(zip(sels, frames)):
+    for i, f in enumerate(frames):
         rows = [{**r, "flag": _flag(r)} for r in f.to_dict("records")]
-        t = s.ticket
-        title = f"{s.path}: model {t.model}, method {t.method or '-'}, seed {'-' if t.seed is None else t.seed}"
+        r = rows[0]
+        title = (f"{r['file']}: model {r['model']}, method {r['method'] or '-'}, "
+                 f"seed {'-' if r['seed'] is None else r['seed']}")
         if i:
             print()
         emit(args, rows, TABLE_COLUMNS, title=title)

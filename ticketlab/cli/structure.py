@@ -1,8 +1,8 @@
 """``ticketlab structure FILE``: structured-like connectivity of a level's masks, and effective sparsity.
 
-A thin layer over :mod:`ticketlab.analysis.structure`: choose levels, read masks and the tensor table, call
+A thin layer over :func:`ticketlab.frames.structure_table`, which reads each chosen level's masks and calls
 :func:`~ticketlab.analysis.structure.group_structure` (default) or
-:func:`~ticketlab.analysis.structure.effective_density` (``--effective``) and print one table (or JSON/CSV
+:func:`~ticketlab.analysis.structure.effective_density` (``--effective``); this prints one table (or JSON/CSV
 with the same columns).
 """
 
@@ -15,13 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from ticketlab.analysis.structure import effective_density, group_structure
 from ticketlab.cli import example_epilog
-from ticketlab.cli._select import (
-    add_output_arguments, add_selection_arguments, emit, fmt_float, fmt_int, fmt_str, parse_spec, select,
-)
-from ticketlab.cli._output import fmt_ratio
-from ticketlab.errors import ConfigError
+from ticketlab.cli._args import add_output_arguments, add_selection_arguments, emit
+from ticketlab.cli._output import fmt_float, fmt_int, fmt_ratio, fmt_str
 
 
 def fmt_p(v: Any) -> str:
@@ -112,40 +108,16 @@ def _missing(v: Any) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
-def _records(df: pd.DataFrame, **extra: Any) -> list[dict[str, Any]]:
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """DataFrame rows as plain dicts, with every missing value (NA, NaN) as None (``-`` in tables, null in JSON)."""
-    return [{**extra, **{k: (None if _missing(v) else v) for k, v in r.items()}} for r in df.to_dict("records")]
-
-
-def collect(specs: list[str], *, level: int | None = None, all_levels: bool = False, effective: bool = False,
-            simulations: int = 0, seed: int | None = 0) -> list[dict[str, Any]]:
-    """The rows ``structure`` prints, as plain records (each with ``file`` and ``level``)."""
-    if simulations < 0:
-        raise ConfigError(f"--simulations must be >= 0; got {simulations}")
-    if all_levels:
-        if level is not None:
-            raise ConfigError("--all-levels and --level cannot be combined; choose one")
-        typed = [s for s in specs if parse_spec(s)[1] is not None]
-        if typed:
-            raise ConfigError(f"--all-levels uses every level, but {typed[0]!r} names one; drop ':LEVEL' or "
-                              "--all-levels")
-    rows: list[dict[str, Any]] = []
-    for s in select(specs, level):
-        with s.ticket as t:
-            tensors = t.tensors
-            for lv in (t.levels if all_levels else [s.level]):
-                masks = t.masks(lv)
-                if effective:
-                    df = effective_density(masks, tensors)
-                else:
-                    df = group_structure(masks, tensors, simulations=simulations, seed=seed)
-                rows += _records(df, file=str(s.path), level=lv)
-    return rows
+    return [{k: (None if _missing(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = collect(args.files, level=args.level, all_levels=args.all_levels, effective=args.effective,
-                   simulations=args.simulations, seed=args.seed)
+    from ticketlab.frames import structure_table
+
+    rows = _records(structure_table(args.files, level=args.level, all_levels=args.all_levels,
+                                    effective=args.effective, simulations=args.simulations, seed=args.seed))
     columns = list(EFFECTIVE_COLUMNS if args.effective else STRUCTURE_COLUMNS)
     if not args.effective and args.simulations:
         columns.append(("p_value_sim", f"p (sim, B={args.simulations})", fmt_p))

@@ -36,15 +36,19 @@ def _layer_rate(text: str) -> tuple[str, float]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ticketlab.lottery import CONTROLS, RESET_MODES
+    from ticketlab.presets import DEFAULT_PRESET, PRESETS, default_output
+
     p = sub.add_parser(
         "train",
         help="run iterative magnitude pruning (IMP) and save every level to a ticket file",
         description="Train the dense network (level 0), then repeatedly prune the fraction RATE of the remaining "
         "weights, reset the survivors according to --reset, retrain and evaluate; every level is written to the "
-        "ticket file as soon as it completes. With no arguments this runs the 'quickstart' preset (LeNet-300-100 "
-        "on the shipped MNIST, about 3 minutes on 2 CPU cores). Any preset value can be overridden by its flag.",
+        f"ticket file as soon as it completes. With no arguments this runs the '{DEFAULT_PRESET}' preset "
+        f"({PRESETS.get(DEFAULT_PRESET).description}) and writes {default_output(None, 0)}. Any preset value "
+        "can be overridden by its flag.",
         epilog=example_epilog(
-            "ticketlab train                                   # the quickstart preset -> runs/quickstart.h5",
+            "ticketlab train                                   # the quickstart preset -> runs/quickstart_seed0.h5",
             "ticketlab train --preset lth-lenet300 --seed 1 --out lenet_s1.h5",
             "ticketlab train --preset lth-lenet300 --reset rewind:1000 --controls reinit,random",
             "ticketlab train --model conv4 --dataset cifar10 --data-dir ~/data --strategy global_magnitude",
@@ -54,8 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     g = p.add_argument_group("run")
-    g.add_argument("--preset", help="start from a preset (see 'ticketlab presets'); default: quickstart")
-    g.add_argument("--out", metavar="FILE.h5", help="ticket file to write (default: runs/<preset>_seed<seed>.h5)")
+    g.add_argument("--preset", help=f"start from a preset: {PRESETS.choices()} (see 'ticketlab presets'); "
+                   f"default: {DEFAULT_PRESET}")
+    g.add_argument("--out", metavar="FILE.h5",
+                   help=f"ticket file to write (default: {default_output('<preset>', '<seed>')})")
     g.add_argument("--resume", action="store_true", help="continue FILE from its last completed level")
     g.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     g.add_argument("--mask", metavar="FILE[:LEVEL]",
@@ -84,9 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--exclude", action="append", metavar="PATTERN", help="leave matching tensors unpruned (repeatable)")
     g.add_argument("--levels", type=int, help="pruning steps after the dense level 0 (with --resume, a larger "
                    "number extends a finished run)")
-    g.add_argument("--reset", help="rewind-init, rewind:K (iterations; Kep for epochs), lr-rewind, finetune, reinit, "
-                   "shuffle")
-    g.add_argument("--controls", type=_csv, help="comma-separated controls trained at every level: reinit,shuffle,random (none: no controls)")
+    g.add_argument("--reset", help=f"reset mode: {RESET_MODES.choices()} (rewind:K: K iterations, Kep epochs; "
+                   "see 'ticketlab strategies')")
+    g.add_argument("--controls", type=_csv, help="comma-separated controls trained at every level: "
+                   f"{CONTROLS.choices(',')} (none: no controls)")
     g.add_argument("--retrain-iterations", type=int, help="retraining length per pruned level (default: full schedule)")
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", help="sgd, adam or adamw")
@@ -106,62 +113,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-OPTION_FLAGS = ["model", "dataset", "data_dir", "strategy", "rate", "output_rate", "norm", "exclude", "levels",
-                "reset", "controls", "retrain_iterations", "val_size", "augment", "seed", "optimizer", "lr",
-                "momentum", "nesterov", "weight_decay", "schedule", "milestones", "gamma", "batch_size",
+#: The flags that are run options (the others choose the file, the device and the output).
+OPTION_FLAGS = ["model", "dataset", "data_dir", "strategy", "rate", "output_rate", "layer_rate", "norm", "exclude",
+                "levels", "reset", "controls", "retrain_iterations", "val_size", "augment", "seed", "optimizer", "lr",
+                "momentum", "nesterov", "weight_decay", "schedule", "milestones", "gamma", "warmup", "batch_size",
                 "iterations", "epochs", "eval_every"]
 
 
 def config_from_args(args: argparse.Namespace):
-    from ticketlab.presets import build_config
+    from ticketlab.presets import config_from_flags
 
-    overrides = {k: getattr(args, k) for k in OPTION_FLAGS}
-    overrides["layer_rates"] = args.layer_rate
-    overrides["warmup_iterations"] = args.warmup
-    return build_config(args.preset, **overrides)
-
-
-def load_start_ticket(spec: str):
-    """``FILE[:LEVEL]`` → (masks of that level, the file's initial weights or None, description)."""
-    from ticketlab.cli._select import select
-
-    (sel,) = select([spec])
-    with sel.ticket as t:
-        init = t.weights("init") if "init" in t.checkpoints() else None
-        return t.masks(sel.level), init, f"{sel.path}:{sel.level}"
+    return config_from_flags(args.preset, {k: getattr(args, k) for k in OPTION_FLAGS})
 
 
 def run(args: argparse.Namespace) -> int:
     from ticketlab.cli.info import collect, render
-    from ticketlab.imp import IMPRun
-    from ticketlab.masks import check_masks
+    from ticketlab.lottery import IMPRun, load_start_ticket
+    from ticketlab.presets import default_output
 
     config = config_from_args(args)
-    out = Path(args.out) if args.out else Path("runs") / f"{args.preset or 'quickstart'}_seed{config.seed}.h5"
+    out = Path(args.out) if args.out else default_output(args.preset, config.seed)
     if out.exists() and not (args.resume or args.overwrite):
         raise ConfigError(f"{out} already exists; use --resume to continue it or --overwrite to replace it")
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; choose one")
-    start_mask = start_init = None
     if args.fresh_init and not args.mask:
         raise ConfigError("--fresh-init goes with --mask")
-    if args.mask:
-        start_mask, start_init, source = load_start_ticket(args.mask)
-        if args.fresh_init:
-            start_init = None
+    start = load_start_ticket(args.mask, fresh_init=args.fresh_init) if args.mask else None
     log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     imp = IMPRun(config, out, device=args.device, progress=False if args.quiet else None, log=log)
-    if start_mask is not None:
-        names = {t.name for t in imp.tensors}
-        if set(start_mask) != names:
-            diff = sorted(set(start_mask) ^ names)
-            raise ConfigError(f"--mask {source}: its layers do not match model {config.model!r} (first mismatch: "
-                              f"{diff[0]!r})")
-        start_mask = check_masks(start_mask, imp.tensors)
+    start_mask = start_init = None
+    if start is not None:
+        try:
+            start_mask, start_init = start.masks_for(imp.tensors, config.model), start.init
+        except ConfigError as err:
+            raise ConfigError(f"--mask {err}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     log(f"ticketlab train: {config.method()} on {config.model}/{config.dataset}, seed {config.seed} -> {out}")
-    if start_mask is not None:
-        log(f"starting from the mask of {source} with "
+    if start is not None:
+        log(f"starting from the mask of {start.source} with "
             + ("its initial weights" if start_init is not None else f"fresh initial weights (seed {config.seed})"))
     try:
         imp.run(resume=args.resume, overwrite=args.overwrite, start_mask=start_mask, start_init=start_init)

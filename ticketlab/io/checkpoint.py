@@ -40,10 +40,11 @@ import numpy as np
 
 from ticketlab import store
 from ticketlab.errors import ConfigError, TicketFileError
-from ticketlab.io.common import ImportResult, atomic_outputs, check_output, natural_key, tensor_kind
+from ticketlab.io.common import ImportResult, check_output, natural_key, tensor_kind
 from ticketlab.io.names import canonical_key
 from ticketlab.io.tensorfiles import Checkpoint, TensorRef, blocks_hold_whole_slices, iter_chunks, nonzero
-from ticketlab.masks import TensorInfo, density
+from ticketlab.masks import TensorInfo, density, pack_mask, unpack_mask
+from ticketlab.outputs import atomic_output
 
 #: A tensor whose exact-zero fraction exceeds this (and that has no N:M pattern) counts as pruned.
 DEFAULT_ZERO_THRESHOLD = 0.01
@@ -73,7 +74,7 @@ class TensorScan:
     pattern_dim : int or None
         The dimension the groups run along: −1 (last), 1 (conv input channels) or 0.
     packed : ndarray of uint8
-        The mask ``weight != 0``, bit-packed as :func:`ticketlab.store.pack_mask` does.
+        The mask ``weight != 0``, bit-packed as :func:`ticketlab.masks.pack_mask` does.
     """
 
     name: str
@@ -157,7 +158,7 @@ def scan_tensor(ref: TensorRef, name: str | None = None, chunk_elements: int = C
         m = nonzero(ref.raw(start, stop), ref.dtype)
         kept += int(np.count_nonzero(m))
         search.update(m)
-        pieces.append(np.packbits(m))
+        pieces.append(pack_mask(m))  # every block but the last holds a multiple of 8 weights: pieces concatenate
         del m
     packed = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
     pattern, dim = search.result()
@@ -280,7 +281,7 @@ def import_checkpoint(sources: Sequence[str | os.PathLike], out: str | os.PathLi
     model = model or _model_name(sources[0])
     pruned_any = {t.name: False for t in tensors}
     report: dict[str, Any] = {"levels": {}}
-    with atomic_outputs([out]) as (tmp,):
+    with atomic_output(out, tag="import") as tmp:
         init_ck = Checkpoint(init) if init is not None else None
         try:
             init_weights = _LazyWeights(_canonical_refs(init_ck)) if init_ck is not None else None
@@ -344,7 +345,7 @@ def _write_level(writer: store.TicketWriter, level: int, src: Path, refs: dict[s
             sink.add_mask(t.name, packed=packed, kept=kept)
             pruned_any[t.name] = pruned_any[t.name] or pruned
             if weights:
-                mask = store.unpack_mask(packed, t.shape)
+                mask = unpack_mask(packed, t.shape)
                 sink.add_weight(t.name, ref.values().reshape(t.shape), mask=mask, torch_dtype=ref.dtype)
                 del mask
             records.append({"level": level, "layer": t.name, "shape": "x".join(map(str, t.shape)),

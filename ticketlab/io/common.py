@@ -1,13 +1,16 @@
-"""What every importer shares: the result record, atomic output paths, tensor kinds and natural name order."""
+"""What every importer shares: the result record, the output-path check, tensor kinds and natural name order.
+
+Importers write their outputs with :func:`ticketlab.outputs.atomic_outputs` (the project's one copy-and-rename
+writer), after :func:`check_output` has validated each path.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ticketlab.errors import TicketFileError
 
@@ -23,7 +26,7 @@ class ImportResult:
     source : str
         What it was imported from (a path, or several joined by ``", "``).
     kind : str
-        ``"openlth"``, ``"torch-prune"`` or ``"checkpoint"``.
+        The import kind: a name of :data:`ticketlab.io.IMPORT_KINDS`.
     levels : list of dict
         One record per level (and per branch) written: ``level``, ``branch`` (``None`` for the main line),
         ``kept``, ``size``, ``density`` (kept / size over all masked tensors), ``source`` (where it came from).
@@ -43,11 +46,6 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def temp_path(out: Path, tag: str = "import") -> Path:
-    """A hidden temporary file beside ``out`` (same file system, so that ``os.replace`` is atomic)."""
-    return out.with_name(f".{out.name}.{tag}-{os.getpid()}")
-
-
 def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
     """Validate an output path before any work: refuse an existing file unless ``overwrite``; create parents."""
     out = Path(out)
@@ -57,26 +55,6 @@ def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
         raise TicketFileError(f"{out}: already exists; choose another path or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
-
-
-@contextlib.contextmanager
-def atomic_outputs(outs: list[Path]) -> Iterator[list[Path]]:
-    """Yield temporary paths for ``outs``; rename all of them into place only if the block succeeds.
-
-    On any exception (including KeyboardInterrupt) every temporary file, and any temporary file the store's
-    writer left beside it, is removed, so nothing half-written ever appears at an output path.
-    """
-    tmps = [temp_path(o) for o in outs]
-    try:
-        yield tmps
-        for tmp, out in zip(tmps, outs):
-            os.replace(tmp, out)
-    except BaseException:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
-            for stale in tmp.parent.glob(f".{tmp.name}.tmp-{os.getpid()}"):
-                stale.unlink(missing_ok=True)
-        raise
 
 
 def tensor_kind(name: str, shape: tuple[int, ...]) -> str:

@@ -1,6 +1,6 @@
 """Hand tickets to other tools: state dicts for ``torch.nn.utils.prune`` and plain masked state dicts.
 
-Two formats (:data:`FORMATS`):
+Two formats (:data:`FORMATS`, a :class:`~ticketlab.registry.Registry` of :class:`ExportFormat`):
 
 - ``"torch-prune"``: the state dict of a model pruned with ``torch.nn.utils.prune``: ``<name>_orig`` (the
   weights, unmasked) and ``<name>_mask`` (the mask, 0/1 in the weight's dtype, as ``prune`` stores it) for
@@ -12,66 +12,85 @@ Two formats (:data:`FORMATS`):
   the unpruned model. Importing it back (``ticketlab import checkpoint``) recovers the mask exactly unless a
   kept weight is itself exactly zero.
 
-Which weights (:data:`WEIGHT_CHOICES`): ``"trained"`` — the level's trained weights, stored by training runs
-and most imports; ``"init"`` — the initial weights (a branch's own, e.g. ``reinit``, when it has them);
-``"rewind"`` — the rewind point of a ``rewind:K`` run; ``"auto"`` (default) — trained if stored, else init.
-Every function returns a one-line note that says which were used.
+Which weights (:data:`WEIGHT_CHOICES`, a registry of :class:`WeightChoice`): ``"trained"`` — the level's
+trained weights, stored by training runs and most imports; ``"init"`` — the initial weights (a branch's own,
+e.g. ``reinit``, when it has them); ``"rewind"`` — the rewind point of a ``rewind:K`` run; ``"auto"``
+(default) — trained if stored, else init.
+Every function returns a one-line note that says which were used. Outputs are written through
+:func:`ticketlab.outputs.atomic_output`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ticketlab.errors import ConfigError, TicketFileError
 from ticketlab.io.names import canonical_key, pruned_names
-from ticketlab.store import TicketFile
+from ticketlab.outputs import atomic_output
+from ticketlab.registry import Registry
+from ticketlab.store import TicketFile, resolve_level
 
-FORMATS = ("torch-prune", "state-dict")
-WEIGHT_CHOICES = ("auto", "trained", "init", "rewind")
+Arrays = tuple[dict[str, np.ndarray], dict[str, str], str]  # (arrays, torch dtypes, note)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One output format: ``convert(key, weight, mask)`` gives the state-dict entries of one masked tensor."""
+
+    name: str
+    description: str
+    convert: Callable[[str, Any, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class WeightChoice:
+    """One ``weights=`` choice: ``load(ticket, level, branch, where)`` gives ``(arrays, torch dtypes, note)``."""
+
+    name: str
+    description: str
+    load: Callable[[TicketFile, int, str | None, str], Arrays]
+
+
+FORMATS: Registry[ExportFormat] = Registry("export format")
+WEIGHT_CHOICES: Registry[WeightChoice] = Registry("weights choice")
+
+
+def _torch_prune_entries(key: str, w: Any, mask: Any) -> dict[str, Any]:
+    orig, mask_key = pruned_names(key)
+    return {orig: w, mask_key: mask.to(w.dtype)}
+
+
+FORMATS.register("torch-prune", ExportFormat(
+    "torch-prune", "writes <name>_orig (the weights) and <name>_mask (the mask) for every masked tensor, as a "
+    "model pruned with torch.nn.utils.prune has them", _torch_prune_entries))
+FORMATS.register("state-dict", ExportFormat(
+    "state-dict", "writes the plain state dict with the mask applied (pruned weights are exact zeros)",
+    lambda key, w, mask: {key: w.masked_fill(~mask, 0)}))
 
 
 def _open(ticket: TicketFile | str | os.PathLike) -> tuple[TicketFile, bool]:
     return (ticket, False) if isinstance(ticket, TicketFile) else (TicketFile(ticket), True)
 
 
-def _level(t: TicketFile, level: int | None) -> int:
-    levels = t.levels
-    if not levels:
-        raise TicketFileError(f"{t.path}: has no levels")
-    if level is None:
-        return levels[-1]
-    if level < 0 and -level <= len(levels):
-        return levels[level]
-    if level not in levels:
-        raise TicketFileError(f"{t.path}: no level {level}; levels present: {', '.join(map(str, levels))}")
-    return level
+def _trained(ticket: TicketFile, level: int, branch: str | None, where: str) -> Arrays:
+    arrays = ticket.weights(level=level, branch=branch)
+    return arrays, ticket.weight_dtypes(level=level, branch=branch), f"trained weights of {where}"
 
 
-def ticket_weights(ticket: TicketFile, level: int, *, weights: str = "auto", branch: str | None = None
-                   ) -> tuple[dict[str, np.ndarray], dict[str, str], str]:
-    """The weights to export for ``level`` (or its ``branch``): ``(arrays, torch dtypes, note)``.
+def _strictly_trained(ticket: TicketFile, level: int, branch: str | None, where: str) -> Arrays:
+    try:
+        return _trained(ticket, level, branch, where)
+    except TicketFileError:
+        raise TicketFileError(f"{ticket.path}: {where} has no stored trained weights; use --weights init "
+                              "(or rewind) to export the initial weights with its mask") from None
 
-    Arrays are as stored (trained weights zero at pruned positions, init and rewind weights dense); bfloat16
-    comes back as float32 with ``"bfloat16"`` in the dtypes.
-    """
-    if weights not in WEIGHT_CHOICES:
-        raise ConfigError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}; got {weights!r}")
-    where = f"level {level}" + (f" branch {branch!r}" if branch else "")
-    if weights in ("auto", "trained"):
-        try:
-            arrays = ticket.weights(level=level, branch=branch)
-            return arrays, ticket.weight_dtypes(level=level, branch=branch), f"trained weights of {where}"
-        except TicketFileError:
-            if weights == "trained":
-                raise TicketFileError(f"{ticket.path}: {where} has no stored trained weights; use --weights init "
-                                      "(or rewind) to export the initial weights with its mask") from None
-    if weights == "rewind":
-        arrays = ticket.weights("rewind")
-        return arrays, ticket.weight_dtypes("rewind"), f"rewind-point weights with the mask of {where}"
+
+def _init(ticket: TicketFile, level: int, branch: str | None, where: str, prefix: str = "") -> Arrays:
     if branch:
         try:
             arrays = ticket.weights("init", level=level, branch=branch)
@@ -85,8 +104,39 @@ def ticket_weights(ticket: TicketFile, level: int, *, weights: str = "auto", bra
             "import of masks only); apply its mask to your own model with ticketlab.io.apply_ticket(model, FILE, "
             "level)")
     arrays = ticket.weights("init")
-    prefix = "no trained weights stored: " if weights == "auto" else ""
     return arrays, ticket.weight_dtypes("init"), f"{prefix}initial weights with the mask of {where}"
+
+
+def _auto(ticket: TicketFile, level: int, branch: str | None, where: str) -> Arrays:
+    try:
+        return _trained(ticket, level, branch, where)
+    except TicketFileError:
+        return _init(ticket, level, branch, where, prefix="no trained weights stored: ")
+
+
+def _rewind(ticket: TicketFile, level: int, branch: str | None, where: str) -> Arrays:
+    arrays = ticket.weights("rewind")
+    return arrays, ticket.weight_dtypes("rewind"), f"rewind-point weights with the mask of {where}"
+
+
+for _choice in [
+    WeightChoice("auto", "trained if stored, else init", _auto),
+    WeightChoice("trained", "the level's trained weights", _strictly_trained),
+    WeightChoice("init", "the initial weights, a branch's own when it has them", _init),
+    WeightChoice("rewind", "the rewind point of a rewind:K run", _rewind),
+]:
+    WEIGHT_CHOICES.register(_choice.name, _choice)
+
+
+def ticket_weights(ticket: TicketFile, level: int, *, weights: str = "auto", branch: str | None = None
+                   ) -> Arrays:
+    """The weights to export for ``level`` (or its ``branch``): ``(arrays, torch dtypes, note)``.
+
+    Arrays are as stored (trained weights zero at pruned positions, init and rewind weights dense); bfloat16
+    comes back as float32 with ``"bfloat16"`` in the dtypes.
+    """
+    where = f"level {level}" + (f" branch {branch!r}" if branch else "")
+    return WEIGHT_CHOICES.get(weights).load(ticket, level, branch, where)
 
 
 def _to_torch(arr: np.ndarray, dtype: str | None) -> Any:
@@ -117,11 +167,11 @@ def export_state_dict(ticket: TicketFile | str | os.PathLike, level: int | None 
     """
     import torch
 
-    if format not in FORMATS:
-        raise ConfigError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+    fmt = FORMATS.get(format)
+    WEIGHT_CHOICES.get(weights)  # an unknown name fails before the file is opened
     t, close = _open(ticket)
     try:
-        level = _level(t, level)
+        level = resolve_level(t, level)
         masks = t.masks(level, branch=branch)
         arrays, dtypes, note = ticket_weights(t, level, weights=weights, branch=branch)
     finally:
@@ -137,13 +187,7 @@ def export_state_dict(ticket: TicketFile | str | os.PathLike, level: int | None 
         if m is None:
             out[key] = w
             continue
-        mask = torch.from_numpy(np.array(m, copy=True))
-        if format == "state-dict":
-            out[key] = w.masked_fill(~mask, 0)
-        else:
-            orig, mask_key = pruned_names(key)
-            out[orig] = w
-            out[mask_key] = mask.to(w.dtype)
+        out.update(fmt.convert(key, w, torch.from_numpy(np.array(m, copy=True))))
     return out, note
 
 
@@ -160,8 +204,7 @@ def export(path: str | os.PathLike, out: str | os.PathLike, level: int | None = 
     if not out.parent.exists():
         raise TicketFileError(f"{out}: directory {out.parent} does not exist")
     sd, note = export_state_dict(path, level, format=format, weights=weights, branch=branch)
-    tmp = out.with_name(f".{out.name}.export-{os.getpid()}")
-    try:
+    with atomic_output(out, tag="export") as tmp:
         if out.suffix == ".safetensors":
             from ticketlab.io.tensorfiles import torch_raw, write_safetensors
 
@@ -169,10 +212,6 @@ def export(path: str | os.PathLike, out: str | os.PathLike, level: int | None = 
                                     for k, v in sd.items()), metadata={"format": "pt"})
         else:
             torch.save(sd, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return note
 
 
@@ -217,7 +256,7 @@ def apply_ticket(module: Any, ticket: TicketFile | str | os.PathLike, level: int
 
     t, close = _open(ticket)
     try:
-        level = _level(t, level)
+        level = resolve_level(t, level)
         masks = t.masks(level, branch=branch)
         targets = _targets(module)
         missing = [k for k in masks if k not in targets]

@@ -27,14 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ticketlab.errors import TicketFileError
-from ticketlab.models.tensors import canonical_name as _strip_wrappers
 
 _PARAMETRIZED = re.compile(r"^(?P<prefix>(?:.*\.)?)parametrizations\.(?P<attr>[^.]+)\.(?P<rest>.+)$")
 
 
 def canonical_key(key: str) -> str:
     """Strip wrapper prefixes: leading ``module.`` / ``_orig_mod.`` and any inner ``_orig_mod.`` segment."""
-    key = _strip_wrappers(key)
+    # Imported here, not at the top: ticketlab.models imports torch, which the command line's parser (it lists
+    # the import kinds of ticketlab.io) should not pay for.
+    from ticketlab.models.tensors import canonical_name
+
+    key = canonical_name(key)
     while "._orig_mod." in key:
         key = key.replace("._orig_mod.", ".")
     return key

@@ -2,8 +2,9 @@
 
 OpenLTH writes ``<root>/lottery_<md5>/replicate_<r>/level_<L>/<experiment>/`` where the experiment is ``main``
 (the IMP trunk) or ``lottery_branch_<name>_<md5>`` (a control trained on level L's mask), plus
-``level_pretrain/main`` when rewinding. Mapping (decision: **one ticket file per replicate; branches stay
-branches of their level**, as ticketlab's format stores them):
+``level_pretrain/main`` when rewinding; :mod:`ticketlab.io.openlth_layout` finds and parses them. Mapping
+(decision: **one ticket file per replicate; branches stay branches of their level**, as ticketlab's format
+stores them):
 
 ==============================================  ===============================================================
 OpenLTH                                         ticket file
@@ -37,8 +38,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,199 +45,33 @@ import numpy as np
 
 from ticketlab import store
 from ticketlab.errors import ConfigError, TicketFileError
-from ticketlab.io.common import ImportResult, atomic_outputs, check_output, tensor_kind
+from ticketlab.io.common import ImportResult, check_output, tensor_kind
 from ticketlab.io.names import canonical_key
+from ticketlab.io.openlth_layout import (
+    DATASETS,
+    LOTTERY_DIR,
+    Experiment,
+    Replicate,
+    discover,
+    hparam,
+    output_paths,
+    parse_hparams,
+    parse_logger,
+    read_text,
+    scan_replicate,
+)
 from ticketlab.io.tensorfiles import load_torch, state_dict_of
-from ticketlab.masks import TensorInfo, as_bool_mask, density
+from ticketlab.masks import TensorInfo, as_bool_mask, density, pack_mask, unpack_mask
+from ticketlab.outputs import atomic_outputs
 
-_LEVEL_DIR = re.compile(r"^level_(\d+|pretrain)$")
-_BRANCH_DIR = re.compile(r"^lottery_branch_(?P<name>.+)_(?P<hash>[0-9a-f]{32})$")
-_MODEL_FILE = re.compile(r"^model_ep(\d+)_it(\d+)\.pth$")
-_REPLICATE_DIR = re.compile(r"^replicate_(\d+)$")
-_LOTTERY_DIR = re.compile(r"^lottery_(?P<hash>[0-9a-f]{32})$")
+__all__ = ["import_openlth", "MODEL_NAMES", "BRANCH_KINDS", "parse_logger", "parse_hparams", "discover",
+           "output_paths"]
 
 #: OpenLTH model names whose parameter names and shapes ticketlab's registry reproduces (checked on import).
 MODEL_NAMES = {"mnist_lenet_300_100": "lenet300", "cifar_resnet_20": "resnet20", "cifar_resnet_56": "resnet56",
                "cifar_vgg_11": "vgg11", "cifar_vgg_16": "vgg16", "cifar_vgg_19": "vgg19"}
 #: OpenLTH branch names → ticketlab branch kinds.
 BRANCH_KINDS = {"randomly_prune": "random", "randomly_reinitialize": "reinit", "retrain": "retrain"}
-_DATASETS = {"mnist": (10, 60_000), "cifar10": (10, 50_000), "imagenet": (1000, 1_281_167)}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Text files
-
-
-def parse_logger(text: str) -> dict[str, list[float]]:
-    """OpenLTH's ``logger`` (lines ``name,iteration,value``) as columns: ``iteration`` (sorted, unique) and one
-    list per metric, ``nan`` where a metric was not logged at an iteration."""
-    rows: dict[int, dict[str, float]] = {}
-    names: list[str] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(",")
-        if len(parts) != 3:
-            raise ValueError(f"line {n} is not 'name,iteration,value': {line[:80]!r}")
-        name, it, value = parts[0], int(parts[1]), float(parts[2])
-        if name not in names:
-            names.append(name)
-        rows.setdefault(it, {})[name] = value
-    its = sorted(rows)
-    cols: dict[str, list[float]] = {"iteration": [float(i) for i in its]}
-    for name in names:
-        cols[name] = [rows[i].get(name, math.nan) for i in its]
-    return cols
-
-
-def _coerce(value: str) -> Any:
-    if value in ("True", "False"):
-        return value == "True"
-    if value == "None":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
-def parse_hparams(text: str) -> dict[str, dict[str, Any]]:
-    """OpenLTH's ``hparams.log`` (section titles, then ``    * field => value`` lines) as
-    ``{section: {field: value}}``; numbers and booleans are converted, everything else stays a string. The file
-    is a display, not a lossless serialisation: default values are not listed."""
-    out: dict[str, dict[str, Any]] = {}
-    section: dict[str, Any] | None = None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if not line[0].isspace():
-            section = out.setdefault(line.strip(), {})
-            continue
-        m = re.match(r"^\s+\*\s+(\S+)\s+=>\s?(.*)$", line)
-        if m is None or section is None:
-            raise ValueError(f"line {n} is neither a section title nor '    * field => value': {line[:80]!r}")
-        section[m[1]] = _coerce(m[2])
-    return out
-
-
-def _hparam(hparams: dict[str, dict[str, Any]], section: str, name: str, default: Any = None) -> Any:
-    return hparams.get(f"{section} Hyperparameters", {}).get(name, default)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Discovery
-
-
-@dataclass
-class _Experiment:
-    """One experiment directory: ``main`` or a branch."""
-
-    path: Path
-    name: str                      # "main" or the ticket-file branch name
-    openlth_name: str              # "main" or the OpenLTH branch name, e.g. "randomly_prune"
-    hash: str | None
-    models: list[tuple[tuple[int, int], Path]]
-    logger: dict[str, list[float]] | None
-    has_checkpoint: bool
-
-    @property
-    def mask_path(self) -> Path:
-        return self.path / "mask.pth"
-
-    @property
-    def start(self) -> Path | None:
-        return self.models[0][1] if self.models else None
-
-    @property
-    def end(self) -> Path | None:
-        """The trained model: the last model file, when training finished (OpenLTH writes the logger last)."""
-        return self.models[-1][1] if self.models and self.logger is not None else None
-
-    def metrics(self) -> dict[str, list[float]]:
-        return self.logger or {}
-
-    def final(self) -> dict[str, float]:
-        """The last logged value of every metric, and ``end_iteration``."""
-        if not self.logger or not self.logger["iteration"]:
-            return {}
-        out = {"end_iteration": int(self.logger["iteration"][-1])}
-        for k, col in self.logger.items():
-            if k != "iteration" and not math.isnan(col[-1]):
-                out[k] = float(col[-1])
-        return out
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise TicketFileError(f"{path}: cannot read ({err})") from None
-
-
-def _scan_experiment(path: Path, name: str, openlth_name: str, md5: str | None) -> _Experiment:
-    models = []
-    for f in path.iterdir():
-        m = _MODEL_FILE.match(f.name)
-        if m:
-            models.append(((int(m[1]), int(m[2])), f))
-    models.sort()
-    logger = None
-    if (path / "logger").is_file():
-        try:
-            logger = parse_logger(_read_text(path / "logger"))
-        except ValueError as err:
-            raise TicketFileError(f"{path / 'logger'}: not an OpenLTH logger ({err})") from None
-    return _Experiment(path, name, openlth_name, md5, models, logger, (path / "checkpoint.pth").exists())
-
-
-def discover(src: str | os.PathLike) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """The (``lottery_<md5>`` directory, ``replicate_<r>`` directory) pairs under ``src``, and notes.
-
-    ``src`` may be an OpenLTH results root, one ``lottery_<md5>`` directory, or one ``replicate_<r>`` directory.
-    """
-    src = Path(src)
-    if not src.is_dir():
-        raise TicketFileError(f"{src}: not a directory; give an OpenLTH results directory (holding lottery_<hash>/"
-                              "replicate_<r>/level_<L>/main/)")
-    notes: list[str] = []
-
-    def replicates(lottery: Path) -> list[tuple[Path, Path]]:
-        reps = [d for d in lottery.iterdir() if d.is_dir() and _REPLICATE_DIR.match(d.name)]
-        return [(lottery, d) for d in sorted(reps, key=lambda d: int(d.name.split("_")[1]))]
-
-    if _REPLICATE_DIR.match(src.name):
-        runs = [(src.parent, src)]
-    elif _LOTTERY_DIR.match(src.name):
-        runs = replicates(src)
-    else:
-        runs = []
-        for d in sorted(src.iterdir()):
-            if d.is_dir() and _LOTTERY_DIR.match(d.name):
-                runs += replicates(d)
-            elif d.is_dir() and d.name.startswith("train_"):
-                notes.append(f"{d}: a dense 'train' run (no masks); skipped")
-    if not runs:
-        found = " (only dense 'train' runs, which have no masks)" if notes else ""
-        raise TicketFileError(f"{src}: no OpenLTH lottery run found{found}; expected lottery_<md5>/replicate_<r>/"
-                              "level_<L>/main/ below it")
-    return runs, notes
-
-
-def output_paths(out: Path, runs: list[tuple[Path, Path]]) -> list[Path]:
-    """``out`` for a single run; otherwise ``<stem>_replicate<r>.h5`` (one experiment) or
-    ``<stem>_<md5[:8]>_replicate<r>.h5`` (several)."""
-    if len(runs) == 1:
-        return [out]
-    several = len({lot for lot, _ in runs}) > 1
-    paths = []
-    for lot, rep in runs:
-        tag = rep.name.replace("_", "")
-        if several:
-            tag = f"{lot.name.split('_', 1)[1][:8]}_{tag}"
-        paths.append(out.with_name(f"{out.stem}_{tag}{out.suffix or '.h5'}"))
-    return paths
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -274,7 +107,7 @@ def import_openlth(src: str | os.PathLike, out: str | os.PathLike, *, replicate:
     out = Path(out)
     outs = [check_output(p, overwrite) for p in output_paths(out, runs)]
     results = []
-    with atomic_outputs(outs) as tmps:
+    with atomic_outputs(outs, tag="import") as tmps:
         for (lot, rep), path, tmp in zip(runs, outs, tmps):
             result = ImportResult(path, str(rep), "openlth", notes=list(notes))
             _import_replicate(lot, rep, tmp, weights, result)
@@ -314,13 +147,13 @@ def _load_model(path: Path, tensors: list[TensorInfo], sd: dict[str, Any] | None
     return sd
 
 
-def _check_report(exp: _Experiment, masks: dict[str, np.ndarray]) -> dict[str, float]:
+def _check_report(exp: Experiment, masks: dict[str, np.ndarray]) -> dict[str, float]:
     path = exp.path / "sparsity_report.json"
     if not path.is_file():
         raise TicketFileError(f"{exp.path}: missing sparsity_report.json (OpenLTH writes it beside every mask.pth); "
                               "the run directory is incomplete")
     try:
-        report = json.loads(_read_text(path))
+        report = json.loads(read_text(path))
         total, unpruned = float(report["total"]), float(report["unpruned"])
     except (ValueError, KeyError, TypeError) as err:
         raise TicketFileError(f"{path}: not an OpenLTH sparsity report ({err})") from None
@@ -345,89 +178,51 @@ def _match_model(name: str | None, tensors: list[TensorInfo], num_classes: int |
     return reg if [(t.name, t.shape) for t in ours] == [(t.name, t.shape) for t in tensors] else None
 
 
-def _import_replicate(lot: Path, rep: Path, tmp: Path, weights: bool, result: ImportResult) -> None:
-    notes = result.notes
-    levels: dict[int, Path] = {}
-    pretrain = None
-    for d in rep.iterdir():
-        m = _LEVEL_DIR.match(d.name)
-        if m and d.is_dir():
-            if m[1] == "pretrain":
-                pretrain = d
-            else:
-                levels[int(m[1])] = d
-    if 0 not in levels or not (levels[0] / "main").is_dir():
-        raise TicketFileError(f"{rep}: missing level_0/main (the dense level, with the initial weights and "
-                              "hparams.log); not a complete OpenLTH lottery replicate")
-    order = sorted(levels)
-    gaps = sorted(set(range(order[-1] + 1)) - set(order))
-    if gaps:
-        notes.append(f"{rep}: levels {', '.join(map(str, gaps))} are missing; imported the others")
-
-    hp_path = levels[0] / "main" / "hparams.log"
-    if not hp_path.is_file():
-        raise TicketFileError(f"{levels[0] / 'main'}: missing hparams.log; the run directory is incomplete")
-    hp_text = _read_text(hp_path)
-    try:
-        hparams = parse_hparams(hp_text)
-    except ValueError as err:
-        raise TicketFileError(f"{hp_path}: not an OpenLTH hparams.log ({err})") from None
-
-    # Discover every experiment and parse the text files first: the configuration is written with the file.
-    mains: dict[int, _Experiment] = {}
-    branches: dict[int, list[_Experiment]] = {}
-    skipped_checkpoints = 0
-    for level in order:
-        main = levels[level] / "main"
-        if not main.is_dir():
-            raise TicketFileError(f"{levels[level]}: missing main/ (the level's trunk experiment)")
-        mains[level] = _scan_experiment(main, "main", "main", None)
-        for d in sorted(levels[level].iterdir()):
-            m = _BRANCH_DIR.match(d.name)
-            if m and d.is_dir():
-                branches.setdefault(level, []).append(
-                    _scan_experiment(d, f"{m['name']}_{m['hash'][:8]}", m["name"], m["hash"]))
-    pre = _scan_experiment(pretrain / "main", "main", "main", None) if pretrain is not None else None
-    for exp in [*mains.values(), *(b for bs in branches.values() for b in bs), *([pre] if pre else [])]:
-        skipped_checkpoints += exp.has_checkpoint
-        if exp.openlth_name == "main" and exp is not pre and not exp.mask_path.is_file():
-            raise TicketFileError(f"{exp.path}: missing mask.pth; the run directory is incomplete")
-        if exp.start is None and (exp is mains[0] or exp is pre):
-            raise TicketFileError(f"{exp.path}: no model_ep<E>_it<I>.pth file (the initial weights); the run "
-                                  "directory is incomplete")
-    if skipped_checkpoints:
-        notes.append(f"skipped {skipped_checkpoints} checkpoint.pth file(s): resume state that needs unpickling of "
-                     "numpy objects (ticketlab loads only with weights_only=True); nothing in them is needed")
-
-    # The tensor table, in the model's parameter order (mask.pth key order is not stable).
+def _read_masks(scan: Replicate, notes: list[str]) -> tuple[list[TensorInfo], dict[int, dict[str, np.ndarray]],
+                                                             dict[int, dict[str, float]], dict[str, Any]]:
+    """Every level's mask, validated and bit-packed, and the tensor table in the model's parameter order
+    (mask.pth key order is not stable). Returns (tensors, packed masks by level, sparsity reports by level, the
+    level-0 start state dict read on the way)."""
+    mains = scan.mains
     masks0 = _load_mask(mains[0].mask_path)
     start0 = _read_model(mains[0].start)
     order_keys = list(start0)
     names = [k for k in order_keys if k in masks0] + [k for k in masks0 if k not in order_keys]
     shapes = {k: tuple(masks0[k].shape) for k in names}
 
-    # First pass over the masks: validate, find unpruned tensors; keep them bit-packed for the second pass.
+    # One pass over the masks: validate, find unpruned tensors; keep them bit-packed for the writing pass.
     packed: dict[int, dict[str, np.ndarray]] = {}
     reports: dict[int, dict[str, float]] = {}
     has_zeros = {k: False for k in names}
     previous = None
-    for level in order:
+    for level in scan.order:
         masks = masks0 if level == 0 else _load_mask(mains[level].mask_path)
         _check_same_tensors(mains[level].mask_path, masks, shapes)
         reports[level] = _check_report(mains[level], masks)
         for k in names:
             has_zeros[k] |= not masks[k].all()
-        if previous is not None and any(np.any(masks[k] & ~store.unpack_mask(previous[k], shapes[k])) for k in names):
+        if previous is not None and any(np.any(masks[k] & ~unpack_mask(previous[k], shapes[k])) for k in names):
             notes.append(f"level {level}: its mask keeps weights that level {level - 1} pruned (not nested)")
-        packed[level] = {k: store.pack_mask(masks[k]) for k in names}
+        packed[level] = {k: pack_mask(masks[k]) for k in names}
         previous = packed[level]
-    ignored = str(_hparam(hparams, "Pruning", "pruning_layers_to_ignore", "") or "").split(",")
-    only_dense = order == [0]
+    ignored = str(hparam(scan.hparams, "Pruning", "pruning_layers_to_ignore", "") or "").split(",")
+    only_dense = scan.order == [0]
     tensors = [TensorInfo(k, shapes[k], tensor_kind(k, shapes[k]),
                           pruned=has_zeros[k] or (only_dense and k not in ignored)) for k in names]
     unpruned = [t.name for t in tensors if not t.pruned]
     if unpruned:
         notes.append(f"not pruned by OpenLTH (all-ones masks at every level; marked unpruned): {', '.join(unpruned)}")
+    return tensors, packed, reports, start0
+
+
+def _import_replicate(lot: Path, rep: Path, tmp: Path, weights: bool, result: ImportResult) -> None:
+    notes = result.notes
+    scan = scan_replicate(rep)
+    notes += scan.notes
+    hparams, order, mains, branches, pre = scan.hparams, scan.order, scan.mains, scan.branches, scan.pre
+    tensors, packed, reports, start0 = _read_masks(scan, notes)
+    names = [t.name for t in tensors]
+    shapes = {t.name: t.shape for t in tensors}
 
     # Weights: init, and the rewind point when OpenLTH pretrained (rewound) for K steps.
     start0 = _load_model(mains[0].start, tensors, start0)
@@ -439,24 +234,24 @@ def _import_replicate(lot: Path, rep: Path, tmp: Path, weights: bool, result: Im
         init = start0
     base = start0
 
-    openlth_model = _hparam(hparams, "Model", "model_name")
-    dataset_name = _hparam(hparams, "Dataset", "dataset_name")
-    classes = _DATASETS.get(str(dataset_name), (None, None))[0]
+    openlth_model = hparam(hparams, "Model", "model_name")
+    dataset_name = hparam(hparams, "Dataset", "dataset_name")
+    classes = DATASETS.get(str(dataset_name), (None, None))[0]
     model = _match_model(openlth_model, tensors, classes) or str(openlth_model or "openlth-model")
     if model != openlth_model and openlth_model:
         notes.append(f"OpenLTH model {openlth_model} is ticketlab model {model!r} (same parameter names and shapes)")
-    strategy = _hparam(hparams, "Pruning", "pruning_strategy", "sparse_global")
-    fraction = _hparam(hparams, "Pruning", "pruning_fraction", 0.2)
+    strategy = hparam(hparams, "Pruning", "pruning_strategy", "sparse_global")
+    fraction = hparam(hparams, "Pruning", "pruning_fraction", 0.2)
     rate = f" {float(fraction):.0%}/level" if isinstance(fraction, (int, float)) else ""
     reset = "rewind-init" if pre is None else f"rewind:{rewind_it if rewind_it is not None else 'K'}"
     method = f"imported from OpenLTH: {strategy}{rate}, {reset}"
-    lot_hash = _LOTTERY_DIR.match(lot.name)
+    lot_hash = LOTTERY_DIR.match(lot.name)
     config = {
         "import": {"kind": "openlth", "source": str(rep.resolve()), "experiment": lot.name,
                    "experiment_hash": lot_hash["hash"] if lot_hash else None, "replicate": int(rep.name.split("_")[1]),
                    "weights": bool(weights), "openlth_model": openlth_model},
         "hparams": hparams,
-        "hparams_log": hp_text,
+        "hparams_log": scan.hparams_log,
         "pretrain": None if pre is None else {"dir": str(pre.path.relative_to(rep)), "rewind_iteration": rewind_it,
                                               "metrics": pre.metrics()},
         "levels": {
@@ -480,7 +275,7 @@ def _import_replicate(lot: Path, rep: Path, tmp: Path, weights: bool, result: Im
     size = sum(t.size for t in tensors)
     for level in order:
         exp = mains[level]
-        masks = {k: store.unpack_mask(packed[level][k], shapes[k]) for k in names}
+        masks = {k: unpack_mask(packed[level][k], shapes[k]) for k in names}
         if level and exp.start is not None:
             _check_start(exp, masks, base, tensors, notes, f"level {level}")
         end = None
@@ -562,7 +357,7 @@ def _check_zeros(path: Path, sd: dict[str, Any], masks: dict[str, np.ndarray], n
         notes.append(f"{path}: {bad} pruned positions hold nonzero weights; stored as zeros (pruned)")
 
 
-def _check_start(exp: _Experiment, masks: dict[str, np.ndarray], base: dict[str, Any], tensors: list[TensorInfo],
+def _check_start(exp: Experiment, masks: dict[str, np.ndarray], base: dict[str, Any], tensors: list[TensorInfo],
                  notes: list[str], what: str) -> None:
     start = _load_model(exp.start, tensors)
     for t in tensors:
@@ -573,17 +368,17 @@ def _check_start(exp: _Experiment, masks: dict[str, np.ndarray], base: dict[str,
             return
 
 
-def _rewind_iteration(pre: _Experiment, main0: _Experiment, hparams: dict[str, dict[str, Any]]) -> int | None:
+def _rewind_iteration(pre: Experiment, main0: Experiment, hparams: dict[str, dict[str, Any]]) -> int | None:
     """K, the iteration level 0 starts from: the pretraining's last logged iteration, else level 0's first,
     else from the start file's ep/it and the iterations per epoch."""
     if pre.logger and pre.logger["iteration"]:
         return int(pre.logger["iteration"][-1])
     if main0.logger and main0.logger["iteration"]:
         return int(main0.logger["iteration"][0])
-    ds = _DATASETS.get(str(_hparam(hparams, "Dataset", "dataset_name")))
-    batch = _hparam(hparams, "Dataset", "batch_size")
+    ds = DATASETS.get(str(hparam(hparams, "Dataset", "dataset_name")))
+    batch = hparam(hparams, "Dataset", "batch_size")
     if ds and isinstance(batch, int) and batch > 0:
-        frac = _hparam(hparams, "Dataset", "subsample_fraction") or 1
+        frac = hparam(hparams, "Dataset", "subsample_fraction") or 1
         ipe = math.ceil(ds[1] * frac / batch)
         (ep, it), _ = main0.models[0]
         return ep * ipe + it

@@ -24,10 +24,11 @@ import numpy as np
 
 from ticketlab import store
 from ticketlab.errors import ConfigError, TicketFileError
-from ticketlab.io.common import ImportResult, atomic_outputs, check_output, tensor_kind
+from ticketlab.io.common import ImportResult, check_output, tensor_kind
 from ticketlab.io.names import NormalisedStateDict, canonical_key, normalise_state_dict
 from ticketlab.io.tensorfiles import load_torch, state_dict_of
-from ticketlab.masks import TensorInfo, as_bool_mask, density
+from ticketlab.masks import TensorInfo, as_bool_mask, density, pack_mask, unpack_mask
+from ticketlab.outputs import atomic_output
 
 
 def read_pruned_state_dict(path: str | os.PathLike) -> tuple[NormalisedStateDict, list[str]]:
@@ -102,7 +103,7 @@ def import_torch_prune(sources: Sequence[str | os.PathLike], out: str | os.PathL
                                       f"{list(shapes[name])} in an earlier file")
             m = mask_array(name, value, str(src))
             has_zeros[name] = has_zeros.get(name, False) or not m.all()
-            packed[name] = store.pack_mask(m)
+            packed[name] = pack_mask(m)
         per_level.append(packed)
     if not names:
         raise TicketFileError(
@@ -127,7 +128,7 @@ def import_torch_prune(sources: Sequence[str | os.PathLike], out: str | os.PathL
                          "init": None if init is None else str(Path(init).resolve()), "weights": bool(weights),
                          "start_level": start_level}}
     size = sum(t.size for t in tensors)
-    with atomic_outputs([out]) as (tmp,):
+    with atomic_output(out, tag="import") as tmp:
         store.create(tmp, tensors=tensors, model=model or "unknown", config=config, seed=None, init_weights=init_sd,
                      method="imported: torch.nn.utils.prune masks", overwrite=True)
         writer = store.TicketWriter(tmp)
@@ -137,7 +138,7 @@ def import_torch_prune(sources: Sequence[str | os.PathLike], out: str | os.PathL
             masks = {}
             for t in tensors:
                 if t.name in packed:
-                    masks[t.name] = store.unpack_mask(packed[t.name], t.shape)
+                    masks[t.name] = unpack_mask(packed[t.name], t.shape)
                 elif norm is not None and t.name in norm.weights and tuple(norm.weights[t.name].shape) == t.shape:
                     masks[t.name] = np.ones(t.shape, dtype=bool)
                     result.notes.append(f"{src}: {t.name} has no mask (not pruned in this file); all ones at "

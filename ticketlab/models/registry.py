@@ -1,16 +1,18 @@
-"""The model registry: :func:`register_model` fills it, :func:`create_model` builds from it."""
+"""The model registry: :data:`MODELS` (a :class:`~ticketlab.registry.Registry` of :class:`ModelSpec`, each carrying
+its factory); :func:`register_model` fills it, :func:`create_model` builds from it."""
 
 from __future__ import annotations
 
 import difflib
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ticketlab.errors import ConfigError
+from ticketlab.registry import Registry
 
 Shape = tuple[int, ...]
 
@@ -30,15 +32,35 @@ class ModelSpec:
         One line describing the layers.
     reference : str
         The paper (and code) the architecture follows.
+    factory : callable
+        ``factory(num_classes=..., input_shape=...) -> nn.Module``; call :func:`create_model` rather than this.
     """
 
     name: str
     input_shape: Shape
     description: str
     reference: str
+    factory: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
 
 
-_REGISTRY: dict[str, tuple[ModelSpec, Callable[..., nn.Module]]] = {}
+class _ModelRegistry(Registry[ModelSpec]):
+    """Models are kept sorted by name and looked up case-sensitively; a wrong case still gets its suggestion
+    ("VGG16" → did you mean 'vgg16'?)."""
+
+    def register(self, name: str, entry: ModelSpec | None = None, **kwargs):
+        registered = super().register(name, entry, **kwargs)
+        if entry is not None:
+            self._entries = dict(sorted(self._entries.items()))
+        return registered
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(str(name).lower(), self.names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown {self.kind} {name!r}; choose one of: {self.choices()}{hint}"
+
+
+#: Every registered model, by name.
+MODELS: Registry[ModelSpec] = _ModelRegistry("model")
 
 
 def register_model(name: str, *, input_shape: Sequence[int], description: str, reference: str):
@@ -61,14 +83,14 @@ def register_model(name: str, *, input_shape: Sequence[int], description: str, r
     """
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"model name must be a non-empty string; got {name!r}")
-    if name in _REGISTRY:
+    if name in MODELS:
         raise ConfigError(f"model {name!r} is already registered; choose another name")
-    spec = ModelSpec(name, _check_shape(input_shape, name), description, reference)
+    shape = _check_shape(input_shape, name)
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
+        if name in MODELS:
             raise ConfigError(f"model {name!r} is already registered; choose another name")
-        _REGISTRY[name] = (spec, fn)
+        MODELS.register(name, ModelSpec(name, shape, description, reference, factory=fn))
         return fn
 
     return decorator
@@ -81,7 +103,7 @@ def list_models() -> list[ModelSpec]:
     -------
     list of ModelSpec
     """
-    return [_REGISTRY[name][0] for name in sorted(_REGISTRY)]
+    return [MODELS.get(name) for name in MODELS.names()]
 
 
 def get_model_spec(name: str) -> ModelSpec:
@@ -101,12 +123,7 @@ def get_model_spec(name: str) -> ModelSpec:
     ConfigError
         For an unknown name; the message lists the valid names and a close match if there is one.
     """
-    if name not in _REGISTRY:
-        names = sorted(_REGISTRY)
-        message = f"unknown model {name!r}; choose one of: {', '.join(names)}"
-        close = difflib.get_close_matches(str(name).lower(), names, n=1)
-        raise ConfigError(message + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return _REGISTRY[name][0]
+    return MODELS.get(name)
 
 
 def create_model(name: str, num_classes: int = 10, input_shape: Sequence[int] | None = None) -> nn.Module:
@@ -141,7 +158,7 @@ def create_model(name: str, num_classes: int = 10, input_shape: Sequence[int] | 
     num_classes = int(num_classes)
     shape = spec.input_shape if input_shape is None else _check_shape(input_shape, name)
     try:
-        return _REGISTRY[name][1](num_classes=num_classes, input_shape=shape)
+        return spec.factory(num_classes=num_classes, input_shape=shape)
     except ConfigError as err:
         raise ConfigError(f"model {name!r}: {err} (it is designed for inputs of shape {spec.input_shape})") from None
 

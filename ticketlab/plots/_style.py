@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ticketlab.errors import ConfigError
+from ticketlab.outputs import atomic_output
 
 #: seaborn's "colorblind" palette (Wong 2011 / Okabe–Ito-like), as hex; copied so that importing ticketlab.plots
 #: does not import seaborn.
@@ -146,7 +147,8 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 200) -> Path:
     # metadata: no 'Software'/'Creator' string (PNG's holds a URL); dates left out so outputs are reproducible
     meta = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
             "svg": {"Creator": None, "Date": None}}[fmt]
-    fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
+    with atomic_output(path, tag="figure") as tmp:  # a reader never sees a half-written figure
+        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
     return path
 
 

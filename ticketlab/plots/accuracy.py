@@ -8,16 +8,48 @@ own in their method's colour and marker, dashed, dotted or dash-dotted.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from ticketlab.errors import ConfigError
+from ticketlab.registry import Registry
 from ticketlab.plots._style import (ACCURACY_LABEL, CONTROL_STYLES, EARLY_STOP_LABEL, density_axis, legend_outside,
                                     new_figure, palette, require_columns)
 
-BANDS = ("range", "sd", "none")
+
+
+@dataclass(frozen=True)
+class Band:
+    """What the band around a line's mean over seeds shows.
+
+    Attributes
+    ----------
+    legend : str or None
+        The legend's title when bands are drawn (None: no band).
+    bounds : callable or None
+        ``bounds(values grouped by level, mean) -> (low, high)``; None draws no band.
+    help : str
+        One line for ``--help``.
+    """
+
+    legend: str | None
+    bounds: Callable[[Any, Any], tuple[Any, Any]] | None
+    help: str
+
+
+def _sd_bounds(g: Any, mean: Any) -> tuple[Any, Any]:
+    sd = g.std(ddof=1).fillna(0.0)
+    return mean - sd, mean + sd
+
+
+#: The bands :func:`metric_vs_density` can draw, by name.
+BANDS: Registry[Band] = Registry("band")
+BANDS.register("range", Band("bands: min–max over seeds", lambda g, mean: (g.min(), g.max()), "min-max range"))
+BANDS.register("sd", Band("bands: ±1 sd over seeds", _sd_bounds, "+-1 sd"))
+BANDS.register("none", Band(None, None, "no band"))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -39,7 +71,7 @@ def metric_vs_density(runs: pd.DataFrame, y: str = "accuracy", *, per_run: bool 
     Parameters
     ----------
     runs : pandas.DataFrame
-        Tidy, one row per run and level (and control branch), as :func:`ticketlab.plots.runs_frame` returns:
+        Tidy, one row per run and level (and control branch), as :func:`ticketlab.frames.runs_frame` returns:
         needs ``density``, ``y``, ``level``, ``run`` and either ``line`` or ``method`` (+ optional ``branch``);
         ``seed`` is used in legend entries.
     y : str
@@ -57,8 +89,7 @@ def metric_vs_density(runs: pd.DataFrame, y: str = "accuracy", *, per_run: bool 
     -------
     matplotlib.figure.Figure
     """
-    if band not in BANDS:
-        raise ConfigError(f"unknown band {band!r}; choose one of: {', '.join(BANDS)}")
+    shade = BANDS.get(band)
     require_columns(runs, ["density", y, "level", "run"], "metric_vs_density")
     frame = runs.copy()
     if "line" not in frame.columns:
@@ -100,12 +131,8 @@ def metric_vs_density(runs: pd.DataFrame, y: str = "accuracy", *, per_run: bool 
         mean = g[y].mean()
         ax.plot(x.to_numpy(), mean.to_numpy(), ls=style, color=c, marker=marker[base[ln]], ms=4, lw=1.6,
                 label=f"{ln} ({_seeds_text(part.drop_duplicates('run')['seed'])})")
-        if band != "none" and part["run"].nunique() > 1:
-            if band == "range":
-                lo, hi = g[y].min(), g[y].max()
-            else:
-                sd = g[y].std(ddof=1).fillna(0.0)
-                lo, hi = mean - sd, mean + sd
+        if shade.bounds is not None and part["run"].nunique() > 1:
+            lo, hi = shade.bounds(g[y], mean)
             ax.fill_between(x.to_numpy(), lo.to_numpy(), hi.to_numpy(), color=c, alpha=0.18, lw=0)
     density_axis(ax, frame["density"].to_numpy())
     ax.set_ylabel(ylabel or {"accuracy": ACCURACY_LABEL, "early_stop_iteration": EARLY_STOP_LABEL}.get(y, y))
@@ -116,7 +143,7 @@ def metric_vs_density(runs: pd.DataFrame, y: str = "accuracy", *, per_run: bool 
     ax.grid(True, which="major", alpha=0.3)
     if title:
         ax.set_title(title, fontsize=10)
-    note = {"range": "bands: min–max over seeds", "sd": "bands: ±1 sd over seeds"}.get(band)
+    note = shade.legend
     banded = not per_run and note is not None and frame.groupby("line")["run"].nunique().max() > 1
     legend_outside(ax, title=note if banded else None)
     return fig
@@ -128,7 +155,7 @@ def accuracy_vs_density(runs: pd.DataFrame, **kwargs: Any) -> Any:
     Parameters
     ----------
     runs : pandas.DataFrame
-        As :func:`ticketlab.plots.runs_frame` returns (one row per run, level and branch).
+        As :func:`ticketlab.frames.runs_frame` returns (one row per run, level and branch).
     **kwargs
         See :func:`metric_vs_density` (``per_run``, ``band``, ``title``, ``ax``).
 
@@ -145,7 +172,7 @@ def early_stop_vs_density(runs: pd.DataFrame, **kwargs: Any) -> Any:
     Parameters
     ----------
     runs : pandas.DataFrame
-        As :func:`ticketlab.plots.runs_frame` returns; rows without an early-stopping iteration are left out.
+        As :func:`ticketlab.frames.runs_frame` returns; rows without an early-stopping iteration are left out.
     **kwargs
         See :func:`metric_vs_density`.
 

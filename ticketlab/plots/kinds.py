@@ -1,8 +1,11 @@
-"""The figures ``ticketlab plot KIND FILES...`` draws from ticket files: a registry of plot kinds.
+"""The figures ``ticketlab plot KIND FILES...`` draws: a registry of plot kinds.
 
-Each kind reads the files through :mod:`ticketlab.plots.frames` and calls one plotting function::
+Each kind names the tidy input it draws (``input``, one of :data:`INPUTS`) and a function that draws it. Reading
+the files is not done here: :func:`ticketlab.frames.plot_files` loads a kind's input from ticket files and
+calls :meth:`PlotKind.draw`; the command ``ticketlab plot`` calls that. In Python::
 
-    from ticketlab.plots import plot_files, save_figure
+    from ticketlab.frames import plot_files
+    from ticketlab.plots import save_figure
     fig = plot_files("accuracy", ["rewind_s0.h5", "rewind_s1.h5", "finetune_s0.h5"])
     save_figure(fig, "accuracy.pdf")
 
@@ -13,9 +16,23 @@ level refuse ``:LEVEL``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from ticketlab.errors import ConfigError
+from ticketlab.registry import Registry
+
+#: The tidy inputs plot kinds draw, and what each is (the loaders are :mod:`ticketlab.frames`).
+INPUTS = {
+    "runs": "ticketlab.frames.runs_frame: one row per run, level and control branch",
+    "layers": "ticketlab.frames.layers_frame: one row per run, level and masked tensor",
+    "overlap": "ticketlab.frames.overlap_frame: every pair of (file, level) masks",
+    "level-overlap": "ticketlab.frames.level_overlap_frame: every pair of runs at every level they share",
+    "layer-mask": "ticketlab.frames.layer_mask: (mask, layer, level) of one layer of one file",
+    "structure": "ticketlab.frames.structure_frame: fully pruned groups per layer",
+    "fairness": "ticketlab.frames.fairness_frames: (sections, level) of a population of runs",
+}
+#: How a kind treats levels: every level, one level per file, or every level plus one pruned level.
+LEVEL_MODES = ("all", "one", "pruned")
 
 
 @dataclass(frozen=True)
@@ -27,10 +44,12 @@ class PlotKind:
     name : str
         Registry name (the ``KIND`` of ``ticketlab plot``).
     func : callable
-        ``func(specs, options) -> Figure``; ``specs`` are ``FILE[:LEVEL]`` strings, ``options`` a dict with
-        ``level``, ``layer``, ``per_run``, ``band`` and ``title``.
+        ``func(data, options) -> Figure``: ``data`` is the kind's ``input`` as :mod:`ticketlab.frames` loads
+        it, ``options`` a dict with ``level``, ``layer``, ``per_run``, ``band`` and ``title``.
     description : str
         One line for ``--help``.
+    input : str
+        The tidy input drawn, one of :data:`INPUTS`.
     min_files, max_files : int
         How many files the kind takes (``max_files`` 0 = any number).
     levels : str
@@ -39,27 +58,35 @@ class PlotKind:
     """
 
     name: str
-    func: Callable[[Sequence[str], dict[str, Any]], Any]
+    func: Callable[[Any, dict[str, Any]], Any]
     description: str
+    input: str = "runs"
     min_files: int = 1
     max_files: int = 0
     levels: str = "all"
 
+    def draw(self, data: Any, options: dict[str, Any]) -> Any:
+        """The figure of ``data`` (the kind's input) with ``options``."""
+        return self.func(data, options)
+
 
 #: All plot kinds by name, in the order ``ticketlab plot --help`` lists them; filled by :func:`register_plot`.
-PLOTS: dict[str, PlotKind] = {}
+PLOTS: Registry[PlotKind] = Registry("plot kind")
 
 
-def register_plot(name: str, *, description: str, min_files: int = 1, max_files: int = 0,
+def register_plot(name: str, *, description: str, input: str = "runs", min_files: int = 1, max_files: int = 0,
                   levels: str = "all") -> Callable:
-    """Decorator adding ``func(specs, options) -> Figure`` to :data:`PLOTS`."""
-    if levels not in ("all", "one", "pruned"):
-        raise ConfigError(f"levels must be 'all', 'one' or 'pruned'; got {levels!r}")
+    """Decorator adding ``func(data, options) -> Figure`` to :data:`PLOTS`."""
+    if levels not in LEVEL_MODES:
+        raise ConfigError(f"levels must be one of {', '.join(LEVEL_MODES)}; got {levels!r}")
+    if input not in INPUTS:
+        raise ConfigError(f"unknown plot input {input!r}; choose one of: {', '.join(INPUTS)}")
 
     def decorate(func: Callable) -> Callable:
-        if name in PLOTS:
-            raise ConfigError(f"plot kind {name!r} is already registered")
-        PLOTS[name] = PlotKind(name, func, description, min_files, max_files, levels)
+        try:
+            PLOTS.register(name, PlotKind(name, func, description, input, min_files, max_files, levels))
+        except ValueError as err:  # registered twice
+            raise ConfigError(str(err)) from None
         return func
 
     return decorate
@@ -67,73 +94,12 @@ def register_plot(name: str, *, description: str, min_files: int = 1, max_files:
 
 def get_plot(name: str) -> PlotKind:
     """The registered plot kind ``name``; raises :class:`ConfigError` listing the valid names."""
-    try:
-        return PLOTS[name]
-    except KeyError:
-        raise ConfigError(f"unknown plot kind {name!r}; choose one of: {', '.join(list_plots())}") from None
+    return PLOTS.get(name)
 
 
 def list_plots() -> list[str]:
     """Names of the registered plot kinds, in registration order."""
-    return list(PLOTS)
-
-
-def _paths(kind: PlotKind, specs: Sequence[str]) -> list[str]:
-    from ticketlab.cli._select import parse_spec
-
-    out = []
-    for spec in specs:
-        path, level = parse_spec(spec)
-        if level is not None and kind.levels == "all":
-            raise ConfigError(f"plot {kind.name!r} shows every level of each file, but {spec!r} names one; "
-                              "drop ':LEVEL'")
-        out.append(str(path))
-    return out
-
-
-def _one(kind: PlotKind, specs: Sequence[str], level: int | None) -> tuple[str, int | None]:
-    from ticketlab.cli._select import parse_spec
-
-    path, own = parse_spec(specs[0])
-    return str(path), own if own is not None else level
-
-
-def plot_files(kind: str, files: Sequence[str], *, level: int | None = None, layer: str | None = None,
-               per_run: bool = False, band: str = "range", title: str | None = None) -> Any:
-    """Draw one kind of figure from ticket files.
-
-    Parameters
-    ----------
-    kind : str
-        One of :func:`list_plots` (see ``ticketlab plot --help`` for what each shows).
-    files : sequence of str
-        ``FILE`` or ``FILE:LEVEL`` specs.
-    level : int, optional
-        The level for kinds that show one level (default: the last; for several files, the last common level).
-    layer : str, optional
-        The layer for ``kernels`` (default: the conv layer with the most kernels) and the overlap kinds
-        (default: all layers pooled).
-    per_run : bool
-        ``accuracy``/``early-stop``: one line per run instead of a mean with a band over seeds.
-    band : {"range", "sd", "none"}
-        ``accuracy``/``early-stop``: what the band over seeds shows.
-    title : str, optional
-        Replaces the default title, where the figure has one.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    k = get_plot(kind)
-    files = list(files)
-    if len(files) < k.min_files:
-        raise ConfigError(f"plot {k.name!r} needs at least {k.min_files} ticket file"
-                          f"{'s' if k.min_files > 1 else ''}; got {len(files)}")
-    if k.max_files and len(files) > k.max_files:
-        raise ConfigError(f"plot {k.name!r} draws {'one file' if k.max_files == 1 else f'{k.max_files} files'}; "
-                          f"got {len(files)}")
-    options = {"level": level, "layer": layer, "per_run": per_run, "band": band, "title": title}
-    return k.func(files, options)
+    return PLOTS.names()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -142,119 +108,93 @@ def plot_files(kind: str, files: Sequence[str], *, level: int | None = None, lay
 
 @register_plot("accuracy", description="test accuracy vs density (log), one line per method and control, bands "
                "over seeds")
-def _accuracy(specs: Sequence[str], o: dict[str, Any]) -> Any:
+def _accuracy(runs: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.accuracy import accuracy_vs_density
-    from ticketlab.plots.frames import runs_frame
 
-    return accuracy_vs_density(runs_frame(_paths(PLOTS["accuracy"], specs)), per_run=o["per_run"], band=o["band"],
-                               title=o["title"])
+    return accuracy_vs_density(runs, per_run=o["per_run"], band=o["band"], title=o["title"])
 
 
 @register_plot("early-stop", description="early-stopping iteration (minimum validation loss) vs density")
-def _early_stop(specs: Sequence[str], o: dict[str, Any]) -> Any:
+def _early_stop(runs: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.accuracy import early_stop_vs_density
-    from ticketlab.plots.frames import runs_frame
 
-    return early_stop_vs_density(runs_frame(_paths(PLOTS["early-stop"], specs)), per_run=o["per_run"],
-                                 band=o["band"], title=o["title"])
+    return early_stop_vs_density(runs, per_run=o["per_run"], band=o["band"], title=o["title"])
 
 
-@register_plot("layer-heatmap", description="density of every layer at every level (heatmap)", max_files=1)
-def _layer_heatmap(specs: Sequence[str], o: dict[str, Any]) -> Any:
-    from ticketlab.plots.frames import layers_frame
+@register_plot("layer-heatmap", description="density of every layer at every level (heatmap)", input="layers",
+               max_files=1)
+def _layer_heatmap(layers: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.layers import layer_density_heatmap
 
-    return layer_density_heatmap(layers_frame(_paths(PLOTS["layer-heatmap"], specs)), title=o["title"])
+    return layer_density_heatmap(layers, title=o["title"])
 
 
 @register_plot("layer-lines", description="density of every layer against level (one line per layer)",
-               max_files=1)
-def _layer_lines(specs: Sequence[str], o: dict[str, Any]) -> Any:
-    from ticketlab.plots.frames import layers_frame
+               input="layers", max_files=1)
+def _layer_lines(layers: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.layers import layer_density_lines
 
-    return layer_density_lines(layers_frame(_paths(PLOTS["layer-lines"], specs)), title=o["title"])
+    return layer_density_lines(layers, title=o["title"])
 
 
 @register_plot("overlap", description="pairwise Jaccard matrix of the files' masks (annotated heatmap, chance in "
-               "parentheses); one file: its levels", levels="one")
-def _overlap(specs: Sequence[str], o: dict[str, Any]) -> Any:
-    from ticketlab.cli._select import parse_spec
-    from ticketlab.plots.frames import overlap_frame
+               "parentheses); one file: its levels", input="overlap", levels="one")
+def _overlap(pairs: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.overlap import jaccard_heatmap
-    from ticketlab.store import TicketFile
 
-    parsed = [parse_spec(s) for s in specs]
-    if len(parsed) == 1 and parsed[0][1] is None and o["level"] is None:
-        with TicketFile(parsed[0][0]) as t:
-            entries = [(parsed[0][0], lv) for lv in t.levels]
-    else:
-        entries = [(p, own if own is not None else o["level"]) for p, own in parsed]
-    return jaccard_heatmap(overlap_frame(entries), layer=o["layer"] or "total", title=o["title"])
+    return jaccard_heatmap(pairs, layer=o["layer"] or "total", title=o["title"])
 
 
 @register_plot("overlap-levels", description="Jaccard of each pair of runs at each level, beside its chance level",
-               min_files=2)
-def _overlap_levels(specs: Sequence[str], o: dict[str, Any]) -> Any:
-    from ticketlab.plots.frames import level_overlap_frame
+               input="level-overlap", min_files=2)
+def _overlap_levels(pairs: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.overlap import jaccard_vs_level
 
-    return jaccard_vs_level(level_overlap_frame(_paths(PLOTS["overlap-levels"], specs)), layer=o["layer"] or "total",
-                            title=o["title"])
+    return jaccard_vs_level(pairs, layer=o["layer"] or "total", title=o["title"])
 
 
 @register_plot("kernels", description="kept fraction of each (output, input) kernel of one layer (--layer), fully "
-               "pruned rows and columns marked", max_files=1, levels="one")
-def _kernels(specs: Sequence[str], o: dict[str, Any]) -> Any:
-    from ticketlab.plots.frames import layer_mask
+               "pruned rows and columns marked", input="layer-mask", max_files=1, levels="one")
+def _kernels(data: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.structure import kernel_heatmap
 
-    path, level = _one(PLOTS["kernels"], specs, o["level"])
-    mask, name, lv = layer_mask(path, level=level, layer=o["layer"])
+    mask, name, lv = data
     return kernel_heatmap(mask, layer=f"{name} (level {lv})", title=o["title"])
 
 
 @register_plot("fully-pruned", description="fraction of fully pruned units/channels/kernels per layer vs random "
-               "placement", max_files=1, levels="one")
-def _fully_pruned(specs: Sequence[str], o: dict[str, Any]) -> Any:
-    from ticketlab.plots.frames import structure_frame
+               "placement", input="structure", max_files=1, levels="one")
+def _fully_pruned(structure: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.structure import fully_pruned_plot
 
-    path, level = _one(PLOTS["fully-pruned"], specs, o["level"])
-    return fully_pruned_plot(structure_frame([path], level=level), title=o["title"])
-
-
-def _fairness(specs: Sequence[str], o: dict[str, Any]) -> tuple[dict, int]:
-    from ticketlab.plots.frames import fairness_frames
-
-    return fairness_frames(list(specs), level=o["level"])
+    return fully_pruned_plot(structure, title=o["title"])
 
 
 @register_plot("class-drops", description="per-class accuracy drop vs overall drop, level by level (needs level 0)",
-               levels="pruned")
-def _class_drops(specs: Sequence[str], o: dict[str, Any]) -> Any:
+               input="fairness", levels="pruned")
+def _class_drops(data: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.fairness import class_drop_plot
 
-    sections, _ = _fairness(specs, o)
+    sections, _ = data
     return class_drop_plot(sections["drops"], title=o["title"])
 
 
 @register_plot("intensification", description="class accuracy vs dense class accuracy at a level with its OLS fit; "
-               "slope per level", levels="pruned")
-def _intensification(specs: Sequence[str], o: dict[str, Any]) -> Any:
+               "slope per level", input="fairness", levels="pruned")
+def _intensification(data: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.fairness import intensification_plot
 
-    sections, level = _fairness(specs, o)
+    sections, level = data
     return intensification_plot(sections["drops"], sections["fit"], level)
 
 
 @register_plot("pies", description="pruning-identified exemplars per class (two or more seeds of one method)",
-               min_files=2, levels="pruned")
-def _pies(specs: Sequence[str], o: dict[str, Any]) -> Any:
+               input="fairness", min_files=2, levels="pruned")
+def _pies(data: Any, o: dict[str, Any]) -> Any:
     from ticketlab.plots.fairness import pie_plot
 
-    sections, _ = _fairness(specs, o)
+    sections, _ = data
     return pie_plot(sections["pies"], title=o["title"])
 
 
-__all__ = ["PlotKind", "PLOTS", "register_plot", "get_plot", "list_plots", "plot_files"]
+__all__ = ["PlotKind", "PLOTS", "INPUTS", "LEVEL_MODES", "register_plot", "get_plot", "list_plots"]

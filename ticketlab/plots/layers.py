@@ -36,7 +36,7 @@ def layer_density_heatmap(layers: pd.DataFrame, *, run: str | None = None, annot
     Parameters
     ----------
     layers : pandas.DataFrame
-        One row per (level, layer), as :meth:`TicketFile.layer_summary` or :func:`ticketlab.plots.layers_frame`
+        One row per (level, layer), as :meth:`TicketFile.layer_summary` or :func:`ticketlab.frames.layers_frame`
         return: needs ``level``, ``layer``, ``density``.
     run : str, optional
         With several runs in the frame (a ``run`` column), the one to draw; default the first.

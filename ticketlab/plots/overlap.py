@@ -24,7 +24,7 @@ def jaccard_heatmap(pairwise: pd.DataFrame, *, layer: str = "total", chance: boo
     ----------
     pairwise : pandas.DataFrame
         A pairwise overlap frame (``a``, ``b``, ``layer``, ``jaccard``, ``expected_jaccard``), as
-        :func:`ticketlab.analysis.overlap.pairwise_overlap` or :func:`ticketlab.plots.overlap_frame` return.
+        :func:`ticketlab.analysis.overlap.pairwise_overlap` or :func:`ticketlab.frames.overlap_frame` return.
     layer : str
         The layer to show; ``"total"`` (default) pools all layers.
     chance : bool
@@ -84,7 +84,7 @@ def jaccard_vs_level(levels: pd.DataFrame, *, layer: str = "total", group: str =
     Parameters
     ----------
     levels : pandas.DataFrame
-        One row per pair, level and layer, as :func:`ticketlab.plots.level_overlap_frame` returns: needs ``a``,
+        One row per pair, level and layer, as :func:`ticketlab.frames.level_overlap_frame` returns: needs ``a``,
         ``b``, ``level``, ``layer``, ``jaccard`` and ``expected_jaccard``; grouping by method also needs
         ``method_a``, ``method_b``, ``seed_a`` and ``seed_b``.
     layer : str

@@ -124,7 +124,7 @@ def fully_pruned_plot(structure: pd.DataFrame, *, run: str | None = None, title:
     Parameters
     ----------
     structure : pandas.DataFrame
-        :func:`ticketlab.analysis.structure.group_structure`'s frame (or :func:`ticketlab.plots.structure_frame`'s):
+        :func:`ticketlab.analysis.structure.group_structure`'s frame (or :func:`ticketlab.frames.structure_frame`'s):
         needs ``layer``, ``grouping``, ``fully_pruned_fraction``, ``expected_fully_pruned_fraction`` and
         ``expected_fully_pruned_sd``.
     run : str, optional

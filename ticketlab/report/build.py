@@ -1,9 +1,9 @@
-"""One shareable HTML page about a set of ticket files: ``ticketlab report FILES... --out report.html``.
+"""The report page of a set of ticket files: ``ticketlab report FILES... --out report.html``.
 
 The page is self-contained (figures are inline PNG ``data:`` URIs, styles inline, no script, font or link), so it
-opens offline and can be mailed or archived as one file. It is built with
-:class:`ticketlab.analysis.report_html.HtmlReport` from the figures of :mod:`ticketlab.plots`, section by section;
-a section appears only when it applies, and the page says which were left out and why:
+opens offline and can be mailed or archived as one file. It is built with :class:`ticketlab.report.ReportPage`
+from the frames of :mod:`ticketlab.frames` and the figures of :mod:`ticketlab.plots`, section by section; a
+section appears only when it applies, and the page says which were left out and why:
 
 ==============  =====================================================================================
 section         shown when
@@ -24,9 +24,7 @@ With several models, every section has one part per model. Example::
 
 from __future__ import annotations
 
-import html
 import os
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,83 +32,19 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ticketlab.analysis.report_html import HtmlReport
 from ticketlab.errors import ConfigError, TicketFileError
+from ticketlab.frames import (default_kernel_layer, effective_density_frame, fairness_frames, has_fairness_data,
+                              last_common_level, layers_frame, level_overlap_frame, overlap_frame, run_infos,
+                              run_table, runs_frame, structure_frame)
+from ticketlab.plots import (accuracy_vs_density, early_stop_vs_density, fully_pruned_plot, jaccard_heatmap,
+                             jaccard_vs_level, kernel_heatmap, layer_density_heatmap, layer_density_lines)
+from ticketlab.report.fairness import fairness_section
+from ticketlab.report.page import ReportPage
 from ticketlab.store import TicketFile
 
 #: The report's sections, in page order: (anchor id, heading).
-SECTIONS = [("runs", "Runs"), ("accuracy", "Accuracy and density"), ("sparsity", "Layer-wise sparsity"),
+SECTIONS = [("runs", "Runs"), ("accuracy", "Accuracy and density"), ("sparsity", "Layer-wise density"),
             ("overlap", "Mask overlap"), ("structure", "Structure"), ("fairness", "Fairness")]
-
-# Added to HtmlReport's style sheet: tables scroll sideways inside their own box instead of widening the page;
-# long unbroken names (layer1.0.conv1.weight, file paths) wrap anywhere; numbers never wrap.
-_EXTRA_STYLE = """
-.table-wrap { overflow-x: auto; max-width: 100%; margin: .8em 0; }
-.table-wrap table { margin: 0; }
-td { overflow-wrap: break-word; }
-td.num { white-space: nowrap; }
-caption { text-align: left; font-size: .92em; color: #444; padding-bottom: .3em; }
-nav.toc { background: #f6f6f6; border: 1px solid #ddd; padding: .4em 1em; display: inline-block; }
-nav.toc ol { margin: .2em 0; padding-left: 1.4em; }
-h3 { font-size: 1.1em; margin-top: 1.5em; }
-p, figcaption, li { overflow-wrap: anywhere; }
-"""
-
-
-# Text cells of HtmlReport tables (numeric cells have class="num"), and where long names may break.
-_TEXT_CELL = re.compile(r"<td>([^<]*)</td>")
-_BREAK_AFTER = re.compile(r"([._/])(?=[^\s])")  # browsers already break after hyphens
-_LONG_WORD = re.compile(r"[^\s]{16,}")  # only names this long get break hints: 'run_s0.h5' stays whole
-
-
-class ReportPage(HtmlReport):
-    """:class:`HtmlReport` with sections that have anchors, a table of contents, and tables that scroll.
-
-    Every table is wrapped in ``<div class="table-wrap">`` (CSS ``overflow-x: auto``), so a wide table scrolls
-    inside its box and never makes the page wider than the window.
-    """
-
-    def __init__(self, title: str) -> None:
-        super().__init__(title)
-        self.toc: list[tuple[str, str]] = []
-
-    def section(self, anchor: str, text: str) -> None:
-        """A level-2 heading with ``id=anchor``, listed in the table of contents."""
-        self.toc.append((anchor, text))
-        self._parts.append(f'<h2 id="{html.escape(anchor, quote=True)}">{html.escape(text)}</h2>')
-
-    def table(self, records: Any, columns: Any = None, **kwargs: Any) -> None:
-        """:meth:`HtmlReport.table`, wrapped in a horizontally scrolling box; long names in text cells may break
-        after ``.``, ``_`` and ``/`` (``<wbr>``) when 16 characters or longer, so that ``layer1.0.conv1.weight``
-        wraps at its dots while a short file name stays whole."""
-        super().table(records, columns, **kwargs)
-        body = _TEXT_CELL.sub(lambda m: "<td>" + _LONG_WORD.sub(
-            lambda w: _BREAK_AFTER.sub(r"\1<wbr>", w.group(0)), m.group(1)) + "</td>", self._parts[-1])
-        self._parts[-1] = f'<div class="table-wrap">{body}</div>'
-
-    def mark(self) -> int:
-        """The current position on the page, for :meth:`insert_note`."""
-        return len(self._parts)
-
-    def insert_note(self, position: int, text: str) -> None:
-        """A note paragraph inserted at a position returned by :meth:`mark` (e.g. after the introduction)."""
-        self._parts.insert(position, f'<p class="note">{html.escape(text)}</p>')
-
-    def render(self) -> str:
-        parts = self._parts
-        if self.toc:
-            links = "".join(f'<li><a href="#{html.escape(a, quote=True)}">{html.escape(t)}</a></li>'
-                            for a, t in self.toc)
-            self._parts = [f'<nav class="toc"><strong>Contents</strong><ol>{links}</ol></nav>'] + parts
-        try:
-            page = super().render()
-        finally:
-            self._parts = parts
-        return page.replace("</style>", _EXTRA_STYLE + "</style>", 1)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Helpers
 
 
 def _levels_text(levels: Sequence[int]) -> str:
@@ -134,23 +68,11 @@ def _has_conv(tensors: Sequence[Any]) -> bool:
     return any(t.kind == "conv" and len(t.shape) >= 3 for t in tensors)
 
 
-def _common_level(tickets: Sequence[TicketFile], level: int | None) -> int | None:
-    """``level`` if every file has it, else None; default: the last level common to all (None if none)."""
-    common = set(tickets[0].levels)
-    for t in tickets[1:]:
-        common &= set(t.levels)
-    if level is not None:
-        return level if level in common else None
-    return max(common) if common else None
-
-
 class _Builder:
     """Assembles the page section by section; ``skipped`` collects "section: reason" for sections that did not
     apply, stated after the introduction."""
 
     def __init__(self, tickets: list[TicketFile], level: int | None, title: str, generator: str) -> None:
-        from ticketlab.plots.frames import run_infos
-
         self.tickets = tickets
         self.level = level
         self.infos = run_infos(tickets)
@@ -166,8 +88,6 @@ class _Builder:
 
     def group(self, model: str) -> tuple[list[TicketFile], list[Any]]:
         """The files of one model and their identities among themselves (run labels without the model)."""
-        from ticketlab.plots.frames import run_infos
-
         tickets = [self.tickets[i] for i in self.models[model]]
         return tickets, run_infos(tickets)
 
@@ -193,31 +113,18 @@ class _Builder:
 
     def runs(self) -> None:
         self.page.section("runs", "Runs")
-        rows = []
-        for t, info in zip(self.tickets, self.infos):
-            levels = t.levels
-            last = t.level_record(levels[-1]) if levels else {}
-            first = t.level_record(levels[0]) if levels else {}
-            controls = sorted({b for lv in levels for b in t.branches(lv)})
-            rows.append({
-                "run": info.run, "file": Path(info.file).name,
-                "model": t.model + (f" / {info.dataset}" if info.dataset else ""), "method": t.method,
-                "seed": t.seed, "status": t.status,
-                "levels": _levels_text(levels), "controls": ", ".join(controls) or "–",
-                "density": last.get("density"), "compression": last.get("compression"),
-                "dense_accuracy": first.get("accuracy") if levels and levels[0] == 0 else None,
-                "accuracy": last.get("accuracy"),
-            })
+        rows = run_table(self.tickets)
+        rows["file"] = [Path(f).name for f in rows["file"]]
+        rows["model"] = [m + (f" / {d}" if d else "") for m, d in zip(rows["model"], rows["dataset"])]
+        rows["levels"] = [_levels_text(lv) for lv in rows["levels"]]
+        rows["controls"] = [", ".join(c) or "–" for c in rows["controls"]]
         self.page.table(rows, [("run", "run"), ("file", "file"), ("model", "model / dataset"),
-                               ("method", "method (as recorded)"), ("seed", "seed"), ("status", "status"),
-                               ("levels", "levels"), ("controls", "control branches"),
+                               ("method_description", "method (as recorded)"), ("seed", "seed"),
+                               ("status", "status"), ("levels", "levels"), ("controls", "control branches"),
                                ("density", "density at last level"), ("compression", "compression at last level"),
                                ("dense_accuracy", "accuracy at level 0"), ("accuracy", "accuracy at last level")])
 
     def accuracy(self) -> None:
-        from ticketlab.plots.accuracy import accuracy_vs_density, early_stop_vs_density
-        from ticketlab.plots.frames import runs_frame
-
         frames = {m: runs_frame(self.group(m)[0]) for m in self.models}
         if not any(f["accuracy"].notna().any() for f in frames.values()):
             self.skip("accuracy", "no level of any file has a test-set evaluation")
@@ -254,10 +161,7 @@ class _Builder:
                             digits=4, caption="Per method (and control) and level, over seeds.")
 
     def sparsity(self) -> None:
-        from ticketlab.plots.frames import layers_frame
-        from ticketlab.plots.layers import layer_density_heatmap, layer_density_lines
-
-        self.page.section("sparsity", "Layer-wise sparsity")
+        self.page.section("sparsity", "Layer-wise density")
         for model in self.models:
             self.model_heading(model)
             tickets, infos = self.group(model)
@@ -288,9 +192,6 @@ class _Builder:
             self.page.table(wide, cols, digits=4, caption=f"Density per layer and level ({first}).")
 
     def overlap(self) -> None:
-        from ticketlab.plots.frames import level_overlap_frame, overlap_frame
-        from ticketlab.plots.overlap import jaccard_heatmap, jaccard_vs_level
-
         applicable = [m for m in self.models
                       if len(self.models[m]) >= 2 or len(self.tickets[self.models[m][0]].levels) >= 2]
         if not applicable:
@@ -307,7 +208,7 @@ class _Builder:
             self.model_heading(model)
             tickets, infos = self.group(model)
             if len(tickets) >= 2:
-                lv = _common_level(tickets, self.level)
+                lv = last_common_level(tickets, self.level)
                 if lv is None:
                     self.page.paragraph("The files share no level" + (f" {self.level}" if self.level is not None
                                                                        else "") + "; nothing to compare.", note=True)
@@ -338,10 +239,6 @@ class _Builder:
                             caption=f"All layers pooled, {caption}.")
 
     def structure(self) -> None:
-        from ticketlab.analysis.structure import effective_density
-        from ticketlab.plots.frames import default_kernel_layer, structure_frame
-        from ticketlab.plots.structure import fully_pruned_plot, kernel_heatmap
-
         applicable = [m for m in self.models
                       if _has_conv(self.tickets[self.models[m][0]].tensors)
                       or _is_chainable(self.tickets[self.models[m][0]].tensors)]
@@ -377,34 +274,23 @@ class _Builder:
                             caption=f"{info.run}, level {lv}. Dispersion: χ² index of per-group kept counts "
                                     "(about 1 if random, > 1 clustered).")
             if _is_chainable(t.tensors):
-                rows = []
-                for tk, inf in zip(tickets, infos):
-                    lv_k = self.level if self.level is not None and self.level in tk.levels else tk.levels[-1]
-                    eff = effective_density(tk.masks(lv_k), tk.tensors)
-                    total = eff[eff["layer"] == "total"].iloc[0]
-                    rows.append({"run": inf.run, "level": lv_k, "density": total["density"],
-                                 "effective_density": total["effective_density"],
-                                 "compression": total["compression"],
-                                 "effective_compression": total["effective_compression"]})
+                eff = effective_density_frame(tickets, level=self.level)
+                rows = eff[eff["layer"] == "total"]
                 self.page.table(rows, [("run", "run"), ("level", "level"), ("density", "density"),
                                        ("effective_density", "effective density"), ("compression", "compression"),
                                        ("effective_compression", "effective compression")],
                                 caption="Direct and effective density of the whole model.")
 
     def fairness(self) -> None:
-        from ticketlab.plots.fairness import class_drop_plot, intensification_plot, pie_plot
-        from ticketlab.plots.frames import fairness_frames
-
         groups = []
         reasons = []
         for model in self.models:
             tickets, infos = self.group(model)
             methods: dict[str, list[tuple[TicketFile, Any]]] = {}
             for t, inf in zip(tickets, infos):
-                methods.setdefault(t.method, []).append((t, inf))
+                methods.setdefault(inf.method, []).append((t, inf))
             for members in methods.values():
-                ok = [(t, i) for t, i in members if 0 in t.levels and len(t.levels) >= 2
-                      and all(t.evaluation(lv) is not None for lv in t.levels)]
+                ok = [(t, i) for t, i in members if has_fairness_data(t)]
                 if len(ok) < len(members):
                     reasons.append(f"{', '.join(i.run for t, i in members if (t, i) not in ok)}: no evaluated dense "
                                    "level 0 and pruned level")
@@ -427,7 +313,7 @@ class _Builder:
             tickets = [t for t, _ in members]
             name = members[0][1].method + (f" ({model})" if len(self.models) > 1 else "")
             self.page.heading(f"{name}: {len(tickets)} run{'s' if len(tickets) != 1 else ''}", level=3)
-            lv = _common_level(tickets, self.level)
+            lv = last_common_level(tickets, self.level)
             if lv == 0 or lv is None:
                 self.page.paragraph("The runs share no pruned level" + (f" {self.level}" if self.level is not None
                                                                          else "") + ".", note=True)
@@ -437,31 +323,7 @@ class _Builder:
             except (ConfigError, TicketFileError) as err:
                 self.page.paragraph(f"Not computed: {err}", note=True)
                 continue
-            drops, fit = sections["drops"], sections["fit"]
-            self.page.figure(class_drop_plot(drops), "Each class's accuracy drop against the overall accuracy drop, "
-                             "level by level (mean over runs); above the dashed diagonal the class lost more than "
-                             "the model.")
-            self.page.figure(intensification_plot(drops, fit, lv),
-                             f"Left: class accuracy at level {lv} against dense class accuracy with the OLS line "
-                             "(mean of the runs' lines) and the uniform shift (slope 1). Right: the slope with its "
-                             "95% confidence interval per level and run; slope > 1: classes weak before pruning "
-                             "lose more.")
-            at = drops[drops["level"] == lv].groupby(["class", "class_name"], sort=True)[
-                ["dense_class_accuracy", "class_accuracy", "drop", "overall_drop", "excess_drop"]].mean().reset_index()
-            named = [str(c) for c in at["class"]] != [str(n) for n in at["class_name"]]
-            self.page.table(at, [("class", "class")] + ([("class_name", "name")] if named else []) + [
-                                 ("dense_class_accuracy", "dense accuracy"), ("class_accuracy", f"level {lv}"),
-                                 ("drop", "drop"), ("overall_drop", "overall drop"),
-                                 ("excess_drop", "drop − overall drop")],
-                            caption=f"Level {lv}, mean over {len(tickets)} run(s).")
-            if "hooker" in sections:
-                h = sections["hooker"]
-                self.page.paragraph(f"Hooker et al.'s per-class Welch t-test, dense vs level {lv}: "
-                                    f"{int(h['impacted'].sum())} of {len(h)} classes impacted at p ≤ 0.05.")
-            if "pies" in sections:
-                pies = sections["pies"]
-                self.page.figure(pie_plot(pies), f"Pruning-identified exemplars per class at level {lv}; above "
-                                 "each bar the fraction of the class's test examples.")
+            fairness_section(self.page, sections, lv)
 
     def finish(self) -> ReportPage:
         if self.skipped:
@@ -528,4 +390,4 @@ def write_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike, **k
     return page.write(out)
 
 
-__all__ = ["SECTIONS", "ReportPage", "build_report", "write_report"]
+__all__ = ["SECTIONS", "build_report", "write_report"]

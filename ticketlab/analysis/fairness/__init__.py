@@ -1,0 +1,62 @@
+"""Per-class effects of pruning: accuracy drops, the intensification fit, Hooker et al.'s test and PIEs.
+
+==========  ==========================================================================================
+module      holds
+==========  ==========================================================================================
+drops       :func:`class_drops`: per level and class, the drop beside the overall drop
+fit         :func:`intensification_fit`: OLS of class accuracy on dense class accuracy, per level
+hooker      :func:`hooker_test` and the :data:`SHIFTS` registry
+pies        pruning-identified exemplars: votes, modal labels (:data:`TIES` registry), PIE counts
+population  :class:`FairnessRun` and :func:`fairness_analysis`, every section of a population of runs
+inputs      checks of the arrays the analyses take
+==========  ==========================================================================================
+
+Pruning can cost some classes much more than the overall accuracy suggests (Paganini 2020, *Prune
+Responsibly*, arXiv:2009.09936, documents such per-class imbalances; Hooker et al. 2019, *What Do Compressed
+Deep Neural Networks Forget?*, arXiv:1911.05248). This module measures that from test-set evaluations. Every
+function takes arrays and returns a tidy :class:`pandas.DataFrame` (one row per observation); none opens a
+file. ``ticketlab fairness`` reads ticket files and calls :func:`fairness_analysis`.
+
+Definitions (all accuracies are fractions in [0, 1], never percentages):
+
+- *class accuracy* of class c = recall of c = correct predictions of c / test examples of c
+  (``Evaluation.per_class_accuracy``); *accuracy* = overall top-1 accuracy.
+- *drop* = dense class accuracy (level 0) − class accuracy at the level; positive means the class lost
+  accuracy. *relative drop* = drop / dense class accuracy. *overall drop* = dense accuracy − accuracy.
+  *excess drop* = drop − overall drop: how much more (> 0) or less (< 0) the class lost than the model did.
+- *intensification fit* (a ticketlab design choice, not a definition taken from Paganini 2020, whose text we
+  could not read): per level, ordinary least squares of the class accuracy a'_c on the dense class accuracy a_c
+  across classes, a'_c = intercept + slope · a_c. slope = 1 is a uniform shift; slope > 1 means classes that
+  were weak before pruning lose more (the "intensification effect" hypothesis of Good et al. 2022). Standard
+  errors are those of :func:`scipy.stats.linregress`; confidence intervals use Student's t with C − 2 degrees
+  of freedom (C = classes with a finite accuracy at both levels).
+- *Hooker et al.'s test*, as coded in their ``per_class_accuracy/gen_tstatistic.py``: for each class, the
+  dense sample is {recall_c − accuracy shift} over the dense models (level 0 of every run), the pruned sample
+  the same over the pruned models; Welch's unequal-variance t-test compares them; p ≤ alpha flags the class as
+  *disparately impacted*, i.e. it moved differently from the overall accuracy. Hooker's script subtracts the
+  population's mean top-1 accuracy (``shift="population"``, the default); ``shift="model"`` subtracts each
+  model's own accuracy instead.
+- *pruning-identified exemplar* (PIE, Hooker et al.): a test example whose modal (most frequent) predicted
+  label over the pruned models differs from its modal label over the dense models. Ties between labels are
+  broken by the **largest** label, as Hooker's ``pie_dataset_gen/aggregate_predictions.py`` does
+  (``predictions.mode().max()``); ``ties="smallest"`` takes the smallest instead.
+
+Examples
+--------
+>>> drops = class_drops(per_class, accuracy, levels=[0, 1, 2])                # doctest: +SKIP
+>>> fit = intensification_fit(per_class[0], per_class[1:], levels=[1, 2])     # doctest: +SKIP
+"""
+
+from ticketlab.analysis.fairness.drops import DROP_COLUMNS, class_drops  # noqa: F401
+from ticketlab.analysis.fairness.fit import FIT_COLUMNS, intensification_fit  # noqa: F401
+from ticketlab.analysis.fairness.hooker import HOOKER_COLUMNS, SHIFTS, hooker_test  # noqa: F401
+from ticketlab.analysis.fairness.pies import (PIE_COUNT_COLUMNS, PIE_EXAMPLE_COLUMNS, TIES,  # noqa: F401
+                                              modal_predictions, pie_counts, pruning_identified_exemplars,
+                                              vote_counts)
+from ticketlab.analysis.fairness.population import (SECTIONS, FairnessRun, check_same_test_set,  # noqa: F401
+                                                    fairness_analysis)
+
+__all__ = ["TIES", "SHIFTS", "SECTIONS", "DROP_COLUMNS", "FIT_COLUMNS", "HOOKER_COLUMNS", "PIE_EXAMPLE_COLUMNS",
+           "PIE_COUNT_COLUMNS", "class_drops", "intensification_fit", "hooker_test", "vote_counts",
+           "modal_predictions", "pruning_identified_exemplars", "pie_counts", "check_same_test_set",
+           "FairnessRun", "fairness_analysis"]

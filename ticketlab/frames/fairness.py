@@ -1,0 +1,223 @@
+"""Fairness of ticket files: a population of runs read into :class:`~ticketlab.analysis.fairness.FairnessRun`
+objects, the pruned level they are compared at, and every fairness section of them.
+
+The population is the runs (seeds) of one method; each file needs level 0 (the dense network) and a test-set
+evaluation at every level. The pruned level compared with level 0 is ``level``, the ``FILE:LEVEL`` of every
+file, or by default the last pruned level common to all files. The analyses are
+:mod:`ticketlab.analysis.fairness`; ``ticketlab fairness`` prints :func:`fairness_of_files`, and its
+``--report`` page and the report's fairness section are :mod:`ticketlab.report.fairness`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ticketlab.analysis.fairness import SECTIONS, FairnessRun, check_same_test_set, fairness_analysis
+from ticketlab.errors import ConfigError, TicketFileError
+from ticketlab.frames.files import PathLike, closing, last_common_level, levels_text
+from ticketlab.frames.identity import run_identity, run_infos
+from ticketlab.store import Selection, TicketFile, check_same_model, parse_spec, select
+
+#: Sections that compare populations of models and need two runs or more.
+POPULATION_SECTIONS = ("hooker", "pies", "pie_examples")
+
+
+def has_fairness_data(ticket: TicketFile) -> bool:
+    """Whether a file can join a fairness population: level 0 and a pruned level, every level evaluated."""
+    levels = ticket.levels
+    return 0 in levels and len(levels) >= 2 and all(ticket.evaluation(lv) is not None for lv in levels)
+
+
+def population_level(selections: Sequence[Selection], level: int | None = None) -> tuple[list[Selection], int]:
+    """The pruned level of a population: ``level``, every file's ``FILE:LEVEL``, or the last pruned level common
+    to all files. Refuses level 0 (the dense network every level is compared with) and files given different
+    levels."""
+    selections = list(selections)
+    if level is None:
+        own = [parse_spec(s.spec)[1] is not None for s in selections]
+        if not all(own):
+            common = last_common_level(selections, pruned=True)
+            if common is None:
+                raise TicketFileError("the files have no pruned level in common (levels: "
+                                      + "; ".join(f"{s.path.name}: {levels_text(s.ticket.levels)}"
+                                                  for s in selections) + "); choose one with --level N")
+            selections = [s if o else dataclasses.replace(s, level=common) for s, o in zip(selections, own)]
+    chosen = {s.level for s in selections}
+    if len(chosen) > 1:
+        raise ConfigError("the pruned population must be one level, but the files were given levels "
+                          + ", ".join(f"{s.level} ({s.path.name})" for s in selections)
+                          + "; choose one with --level N")
+    level = chosen.pop()
+    if level == 0:
+        raise ConfigError("level 0 is the dense network that every level is compared with; choose a pruned "
+                          "level with --level N (N >= 1)")
+    return selections, level
+
+
+def read_run(ticket: TicketFile, name: str, level: int, num_classes: int, n_test: int | None) -> FairnessRun:
+    """One file's evaluations at every level as a :class:`FairnessRun` (predictions of levels 0 and ``level``)."""
+    t = ticket
+    levels = t.levels
+    if 0 not in levels:
+        raise TicketFileError(f"{t.path}: has no level 0 (the dense network), which every drop is measured from")
+    per_class, acc, dens, preds = [], [], [], {}
+    for lv in levels:
+        ev = t.evaluation(lv)
+        if ev is None:
+            raise TicketFileError(f"{t.path}: level {lv} has no test-set evaluation; fairness needs one per level")
+        if ev.num_classes != num_classes:
+            raise TicketFileError(f"{t.path}: level {lv} is evaluated on {ev.num_classes} classes, not "
+                                  f"{num_classes} like the other files and levels")
+        if n_test is not None and ev.predictions.size != n_test:
+            raise TicketFileError(f"{t.path}: level {lv} has {ev.predictions.size:,} predictions for "
+                                  f"{n_test:,} test labels")
+        per_class.append(ev.per_class_accuracy)
+        acc.append(ev.accuracy)
+        dens.append(t.level_record(lv)["density"])
+        if lv in (0, level):
+            preds[lv] = ev.predictions
+    return FairnessRun(name=name, levels=levels, class_accuracy=np.vstack(per_class), accuracy=np.array(acc),
+                       density=np.array(dens), predictions=preds, seed=t.seed)
+
+
+def load_runs(selections: Sequence[Selection], level: int, names: Sequence[str]
+              ) -> tuple[list[FairnessRun], np.ndarray | None, tuple[str, ...] | None]:
+    """Read each selected file's evaluations into a :class:`FairnessRun` named by ``names``.
+
+    Returns ``(runs, labels, class_names)``: the test labels shared by all runs (several runs must share their
+    test set; refused otherwise) and the class names, each ``None`` when the files do not record them.
+    """
+    datasets = [s.ticket.dataset for s in selections]
+    first = datasets[0]
+    if first is not None:
+        num_classes = first.num_classes
+    else:
+        ev0 = selections[0].ticket.evaluation(0) if 0 in selections[0].ticket.levels else None
+        if ev0 is None:
+            raise TicketFileError(f"{selections[0].path}: records neither its dataset nor a level-0 evaluation")
+        num_classes = ev0.num_classes
+    class_names = first.class_names if first is not None and first.class_names else None
+    labels = None
+    if len(selections) > 1:
+        labels = check_same_test_set([None if d is None else d.test_labels for d in datasets],
+                                     [str(s.path) for s in selections])
+    elif first is not None and first.test_labels is not None:
+        labels = first.test_labels
+    runs = [read_run(s.ticket, n, level, num_classes, None if labels is None else labels.size)
+            for s, n in zip(selections, names)]
+    return runs, labels, class_names
+
+
+def file_names(selections: Sequence[Selection]) -> list[str]:
+    """Run names for tables: the file names, or the paths when two files share a name."""
+    names = [s.path.name for s in selections]
+    if len(set(names)) < len(names):
+        names = [str(s.path) for s in selections]
+    return names
+
+
+@dataclass
+class FairnessResult:
+    """The fairness analyses of a population of runs read from ticket files.
+
+    Attributes
+    ----------
+    level : int
+        The pruned level compared with level 0.
+    runs : list of dict
+        The ``runs`` section: one record per run with ``run``, ``seed``, ``method`` (as recorded), ``levels``,
+        ``level``, ``density``, ``dense_accuracy`` and ``accuracy`` (at ``level``).
+    sections : dict of str to DataFrame
+        What :func:`ticketlab.analysis.fairness.fairness_analysis` returned.
+    warnings : list of str
+        Doubts about the population: runs of different methods, or files with one seed.
+    """
+
+    level: int
+    runs: list[dict[str, Any]]
+    sections: dict[str, pd.DataFrame]
+    warnings: list[str] = field(default_factory=list)
+
+
+def fairness_of_files(specs: Sequence[str], *, level: int | None = None, sections: Sequence[str] = SECTIONS,
+                      alpha: float = 0.05, shift: str = "population", ties: str = "largest",
+                      names: str = "file") -> FairnessResult:
+    """Every fairness section of the runs in ``specs``, as ``ticketlab fairness`` prints them.
+
+    Parameters
+    ----------
+    specs : sequence of str
+        ``FILE`` or ``FILE:LEVEL`` of one model, evaluated on one test set.
+    level : int, optional
+        The pruned level (default: every file's ``:LEVEL``, else the last pruned level common to all files).
+    sections : sequence of str
+        Which of :data:`~ticketlab.analysis.fairness.SECTIONS` to compute; those of
+        :data:`POPULATION_SECTIONS` are left out for a single run.
+    alpha, shift, ties
+        As for :func:`~ticketlab.analysis.fairness.fairness_analysis`.
+    names : {"file", "run"}
+        Name the runs by file name, or by run label (method and seed, :func:`ticketlab.frames.run_infos`).
+    """
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha must be a number in (0, 1); got {alpha}")
+    if names not in ("file", "run"):
+        raise ConfigError(f"names must be 'file' or 'run'; got {names!r}")
+    if not specs:
+        raise ConfigError("no ticket files given")
+    with closing(select(specs, level)) as opened_sels:
+        sels, level = population_level(opened_sels, level)
+        check_same_model(sels)
+        tickets = [s.ticket for s in sels]
+        run_names = file_names(sels) if names == "file" else [r.run for r in run_infos(tickets)]
+        runs, labels, class_names = load_runs(sels, level, run_names)
+        warnings = []
+        methods = {run_identity(t).parts: t.method for t in tickets}
+        if len(methods) > 1:
+            warnings.append(f"the runs were made by different methods ({'; '.join(sorted(methods.values()))}); "
+                            "populations should be runs (seeds) of one method")
+        seeds = [t.seed for t in tickets if t.seed is not None]
+        if len(set(seeds)) < len(seeds):
+            warnings.append(f"several files have the same seed ({seeds}); are they the same run?")
+        several = len(sels) > 1
+        wanted = [s for s in SECTIONS if s in sections and (several or s not in POPULATION_SECTIONS)]
+        result = fairness_analysis(runs, level, labels=labels, class_names=class_names, alpha=alpha, shift=shift,
+                                   ties=ties, sections=wanted)
+        records = [{
+            "run": r.name, "seed": r.seed, "method": t.method, "levels": levels_text(list(r.levels)),
+            "level": level, "density": float(r.density[r.row(level)]),
+            "dense_accuracy": float(r.accuracy[r.row(0)]), "accuracy": float(r.accuracy[r.row(level)]),
+        } for r, t in zip(runs, tickets)]
+    return FairnessResult(level, records, result, warnings)
+
+
+def fairness_frames(paths: Sequence[PathLike | TicketFile], *, level: int | None = None
+                    ) -> tuple[dict[str, pd.DataFrame], int]:
+    """The fairness analyses of one population of runs (seeds of one method), as ``ticketlab fairness`` computes them.
+
+    Parameters
+    ----------
+    paths : sequence of path-like or TicketFile
+        Ticket files of one model with level 0 (the dense network) and a test-set evaluation at every level.
+    level : int, optional
+        The pruned level for the intensification scatter, Hooker et al.'s test and PIEs (default: the last
+        level common to all files).
+
+    Returns
+    -------
+    (sections, level)
+        ``sections`` as :func:`ticketlab.analysis.fairness.fairness_analysis` returns them, keyed ``drops``,
+        ``fit`` and, for two runs or more, ``hooker``, ``pies`` and ``pie_examples``; the runs are named by
+        their run labels (method, seed). ``level`` is the pruned level used.
+    """
+    specs = [str(p.path) if isinstance(p, TicketFile) else str(p) for p in paths]
+    result = fairness_of_files(specs, level=level, names="run")
+    return result.sections, result.level
+
+
+__all__ = ["POPULATION_SECTIONS", "has_fairness_data", "population_level", "read_run", "load_runs", "file_names",
+           "FairnessResult", "fairness_of_files", "fairness_frames"]

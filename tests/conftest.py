@@ -11,6 +11,11 @@ from ticketlab import store
 from ticketlab.evaluation import Evaluation
 from ticketlab.masks import TensorInfo
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-n", type=int, default=1000, metavar="N",
+                     help="corrupted ticket files tried by tests/test_fuzz.py (default 1000; 20000 for a long run)")
+
+
 TOY_TENSORS = [
     TensorInfo("conv1.weight", (6, 3, 3, 3), "conv"),
     TensorInfo("fc1.weight", (40, 24), "linear"),

@@ -21,8 +21,10 @@ from scipy import stats
 from conftest import TOY_TENSORS, nested_masks
 from ticketlab import store
 from ticketlab.analysis.fairness import (SHIFTS, TIES, FairnessRun, check_same_test_set, class_drops,
-                                         fairness_analysis, hooker_test, intensification_fit, modal_predictions,
-                                         pie_counts, pruning_identified_exemplars, vote_counts)
+                                         fairness_analysis, hooker_test, intensification_fit,
+                                         minimum_detectable_effect, modal_predictions, pie_counts,
+                                         pruning_identified_exemplars, runs_needed, vote_counts, welch_dof,
+                                         welch_power)
 from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.evaluation import Evaluation
@@ -44,10 +46,11 @@ def synth_predictions(rng: np.random.Generator, labels: np.ndarray, level: int) 
     return np.where(rng.random(labels.size) < p, labels, wrong)
 
 
-def write_run(path: Path, seed: int, labels: np.ndarray = LABELS, levels: int = LEVELS) -> np.ndarray:
+def write_run(path: Path, seed: int, labels: np.ndarray = LABELS, levels: int = LEVELS,
+              method: str = "synthetic per-class degradation") -> np.ndarray:
     """Write one run through the store API; return its predictions, shape (levels + 1, N)."""
     rng = np.random.default_rng(seed)
-    store.create(path, tensors=TOY_TENSORS, model="toy", method="synthetic per-class degradation",
+    store.create(path, tensors=TOY_TENSORS, model="toy", method=method,
                  config={"seed": seed}, seed=seed, dataset=store.DatasetInfo("toyset", C, NAMES, labels))
     writer = store.TicketWriter(path)
     preds = []
@@ -421,3 +424,194 @@ def test_cli_html_report_is_self_contained(capsys, runs, tmp_path):
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     assert "http" not in text and "<script" not in text and "<link" not in text
     assert "fish" in page and "mode().max()" in page
+
+
+# -- statistical honesty: power, caveats, populations ---------------------------------------------------------
+
+
+def simulated_power(delta, sd_a, sd_b, n_a, n_b, reps=20_000, alpha=0.05, seed=0):
+    """The rejection rate of scipy's Welch test on normal samples whose means differ by delta."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(delta, sd_a, (reps, n_a))
+    b = rng.normal(0.0, sd_b, (reps, n_b))
+    return float((stats.ttest_ind(a, b, axis=1, equal_var=False).pvalue <= alpha).mean())
+
+
+@pytest.mark.parametrize("sd_a, sd_b, n_a, n_b", [(0.01, 0.01, 2, 2), (0.01, 0.003, 2, 3), (0.01, 0.02, 5, 4),
+                                                  (0.005, 0.01, 8, 8)])
+def test_welch_power_and_detectable_effect_match_a_simulation(sd_a, sd_b, n_a, n_b):
+    # 20,000 simulated tests: the rejection rate has sd <= 0.0036, so 0.015 is > 4 sd
+    mde = minimum_detectable_effect(sd_a, sd_b, n_a, n_b)
+    assert simulated_power(mde, sd_a, sd_b, n_a, n_b) == pytest.approx(0.8, abs=0.015)
+    for delta in (0.0, 0.5 * mde, 0.01):
+        assert welch_power(delta, sd_a, sd_b, n_a, n_b) == pytest.approx(
+            simulated_power(delta, sd_a, sd_b, n_a, n_b, seed=1), abs=0.015)
+    assert welch_power(mde, sd_a, sd_b, n_a, n_b) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_power_with_two_runs_is_far_below_the_noncentral_t_shortcut():
+    # the shortcut with df fixed at its population value promises 80% at about 5.65 sd for 2 + 2 runs; Welch's
+    # test (estimated variances, estimated df) has about half that power there, and needs about 10.4 sd
+    sd = 0.01
+    dof = welch_dof(sd, sd, 2, 2)
+    assert dof == pytest.approx(2.0)
+    se = math.sqrt(2 * sd ** 2 / 2)
+    crit = stats.t.ppf(0.975, dof)
+    shortcut = optimize_delta(lambda d: stats.nct.sf(crit, dof, d / se))  # the far tail is < 1e-8 here
+    assert shortcut == pytest.approx(0.0565, abs=0.001)
+    assert simulated_power(shortcut, sd, sd, 2, 2) == pytest.approx(welch_power(shortcut, sd, sd, 2, 2), abs=0.015)
+    assert welch_power(shortcut, sd, sd, 2, 2) < 0.55
+    assert minimum_detectable_effect(sd, sd, 2, 2) == pytest.approx(0.104, abs=0.001)
+
+
+def optimize_delta(power_of) -> float:
+    from scipy import optimize
+
+    return optimize.brentq(lambda d: power_of(d) - 0.8, 0.01, 0.1)
+
+
+def test_runs_needed_is_the_fewest_runs_with_the_power():
+    for delta, sd_a, sd_b in [(0.01, 0.01, 0.01), (0.01, 0.004, 0.006), (0.02, 0.01, 0.03)]:
+        n = int(runs_needed(delta, sd_a, sd_b))
+        assert welch_power(delta, sd_a, sd_b, n, n) >= 0.8 > welch_power(delta, sd_a, sd_b, n - 1, n - 1) or n == 2
+        assert simulated_power(delta, sd_a, sd_b, n, n) == pytest.approx(welch_power(delta, sd_a, sd_b, n, n),
+                                                                          abs=0.015)
+    # textbook check: equal sds of 1 point and a 1-point change need 17 runs a side (normal approx. gives 16)
+    assert runs_needed(0.01, 0.01, 0.01) == 17
+    assert runs_needed(0.01, 0.0001, 0.0001) == 2
+    assert math.isnan(runs_needed(0.01, 0.0, 0.0)) and math.isinf(runs_needed(0.0, 0.01, 0.01))
+    assert math.isnan(minimum_detectable_effect(0.0, 0.0, 3, 3))
+    with pytest.raises(ConfigError, match="at least 2 runs"):
+        welch_power(0.01, 0.01, 0.01, 1, 3)
+
+
+def test_hooker_test_states_power_and_caveats():
+    rng = np.random.default_rng(5)
+    d_cls = 0.9 + rng.normal(0, 0.002, (2, 3))
+    p_cls = 0.85 + rng.normal(0, 0.002, (2, 3))
+    p_cls[:, 1] -= 0.05                                                 # a big change: flagged with 2 runs
+    d_acc, p_acc = np.full(2, 0.9), np.full(2, 0.85)
+    res = hooker_test(d_cls, d_acc, p_cls, p_acc, shift="model")
+    for row in res.to_dict("records"):
+        a, b = p_cls[:, row["class"]] - p_acc, d_cls[:, row["class"]] - d_acc
+        assert row["sd_pruned"] == pytest.approx(a.std(ddof=1)) and row["sd_dense"] == pytest.approx(b.std(ddof=1))
+        assert row["mde"] == pytest.approx(minimum_detectable_effect(a.std(ddof=1), b.std(ddof=1), 2, 2))
+        assert row["power"] == pytest.approx(welch_power(0.01, a.std(ddof=1), b.std(ddof=1), 2, 2))
+        assert row["runs_needed"] == runs_needed(0.01, a.std(ddof=1), b.std(ddof=1))
+        assert row["caveat"].startswith("2 dense + 2 pruned runs, Welch df ")    # 2 runs a side: always
+    flagged = res[res["impacted"]]
+    assert len(flagged) and (flagged["dof"] < 3).all() and flagged["caveat"].str.contains("80% power").all()
+    # many runs with a small spread: the test can see a 1-point change, no caveat
+    d_many, p_many = 0.9 + rng.normal(0, 0.002, (12, 3)), 0.85 + rng.normal(0, 0.002, (12, 3))
+    many = hooker_test(d_many, np.full(12, 0.9), p_many, np.full(12, 0.85), shift="model")
+    assert (many["caveat"] == "").all() and (many["power"] > 0.8).all() and (many["runs_needed"] < 12).all()
+    # a large spread: underpowered even with 12 runs, and the caveat says how many a 1-point change needs
+    noisy = hooker_test(0.9 + rng.normal(0, 0.02, (12, 3)), np.full(12, 0.9), p_many, np.full(12, 0.85),
+                        shift="model")
+    assert noisy["caveat"].str.contains("runs per side").all() and (noisy["power"] < 0.8).all()
+    with pytest.raises(ConfigError, match="effect"):
+        hooker_test(d_cls, d_acc, p_cls, p_acc, effect=0)
+
+
+def test_pie_counts_count_ties_and_carry_a_caveat():
+    labels = np.array([0, 0, 1, 1])
+    dense = np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
+    pruned = np.array([[1, 0, 1, 0], [0, 0, 1, 1]])   # examples 0 and 3: the pruned models disagree (a tie)
+    ex = pruning_identified_exemplars(dense, pruned, labels, num_classes=2)
+    assert ex["pruned_tie"].tolist() == [True, False, False, True] and not ex["dense_tie"].any()
+    assert ex["pie"].tolist() == [True, False, False, False]    # 0: tie 0/1 -> 1 (largest); 3: tie -> 1, no PIE
+    counts = pie_counts(ex, 2)
+    assert counts["pies_tied"].tolist() == [1, 0] and counts["n_dense"].tolist() == [2, 2]
+    assert counts.loc[0, "caveat"].startswith("modal labels over 2 dense and 2 pruned models: 1 of 1 PIEs")
+    many = pruning_identified_exemplars(np.tile(dense, (3, 1)), np.tile(dense, (3, 1)), labels, num_classes=2)
+    assert (pie_counts(many, 2)["caveat"] == "").all()                  # 6 models, no ties
+
+
+def test_populations_group_runs_by_method(tmp_path):
+    from ticketlab import frames
+
+    specs = [("a_s0.h5", "IMP layer_magnitude 20%/level, reset rewind-init", 0),
+             ("a_s1.h5", "IMP layer_magnitude 20%/level, reset rewind-init", 1),
+             ("b_s0.h5", "IMP layer_magnitude 20%/level, reset finetune", 0),
+             ("c_s0.h5", "IMP layer_magnitude 20%/level, reset rewind-init, controls reinit", 0)]
+    for name, method, seed in specs:
+        write_run(tmp_path / name, seed, levels=1, method=method)
+    with frames.opened([tmp_path / n for n, _, _ in specs]) as tickets:
+        pops = frames.populations(tickets)
+        assert [(p.name, p.members) for p in pops] == [
+            ("rewind-init, controls none", (0, 1)), ("finetune, controls none", (2,)),
+            ("rewind-init, controls reinit", (3,))]
+        assert "finetune, controls none (1 run: b_s0.h5)" in frames.populations_text(pops, tickets)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, runs) -> list[Path]:
+    """The four runs of the module fixture plus two runs of another method."""
+    d = tmp_path_factory.mktemp("mixed")
+    other = [d / f"other_s{s}.h5" for s in (0, 1)]
+    for s, p in enumerate(other):
+        write_run(p, 10 + s, method="another method")
+    return runs[0] + other
+
+
+def test_cli_computes_population_statistics_per_method(capsys, runs, mixed):
+    code, out, err = cli(capsys, "fairness", *map(str, mixed), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    pops = {r["run"]: r["population"] for r in doc["runs"]}
+    assert set(pops.values()) == {"synthetic per-class degradation", "another method"}
+    hooker = pd.DataFrame(doc["hooker"])
+    assert len(hooker) == 2 * C and set(hooker["population"]) == set(pops.values())
+    alone = json.loads(cli(capsys, "fairness", *map(str, runs[0]), "--json", "--what", "hooker,pies")[1])
+    own = hooker[hooker["population"] == "synthetic per-class degradation"].reset_index(drop=True)
+    np.testing.assert_allclose(own["p_value"], [r["p_value"] for r in alone["hooker"]])   # not pooled
+    assert [r["n_dense"] for r in alone["hooker"]] == [4] * C
+    pies = pd.DataFrame(doc["pies"])
+    assert len(pies) == 2 * C and pies.groupby("population")["class"].count().tolist() == [C, C]
+    code, out, _ = cli(capsys, "fairness", *map(str, mixed), "--what", "hooker")
+    assert out.startswith("2 populations") and "population" in out.splitlines()[3]
+
+
+def test_cli_caveat_for_two_runs_in_tables_and_json(capsys, runs):
+    paths, _ = runs
+    code, out, err = cli(capsys, "fairness", str(paths[0]), str(paths[1]), "--json", "--what", "hooker,pies")
+    assert code == 0, err
+    doc = json.loads(out)
+    for row in doc["hooker"]:
+        assert row["caveat"].startswith("2 dense + 2 pruned runs, Welch df ")
+        assert row["mde"] > 0 and 0 <= row["power"] <= 1
+    assert all("2 dense and 2 pruned models" in r["caveat"] for r in doc["pies"])
+    code, out, _ = cli(capsys, "fairness", str(paths[0]), str(paths[1]), "--what", "hooker", "--effect", "0.05")
+    assert "detectable (80%)" in out and "a change of 0.05 needs" in out
+
+
+def test_cli_refuses_population_sections_when_every_method_has_one_run(capsys, runs, mixed):
+    code, _, err = cli(capsys, "fairness", str(runs[0][0]), str(mixed[-1]), "--what", "hooker")
+    assert code == 2 and "one run each" in err and len(err.strip().splitlines()) == 1
+    code, out, err = cli(capsys, "fairness", str(runs[0][0]), *map(str, mixed[-2:]), "--json")
+    assert code == 0 and "left out for synthetic per-class degradation (1 run" in err
+    assert {r["population"] for r in json.loads(out)["hooker"]} == {"another method"}
+
+
+def test_figures_of_one_population_refuse_several_methods(runs, mixed, tmp_path, capsys):
+    from ticketlab import frames
+
+    for kind in ("class-drops", "pies", "intensification"):
+        with pytest.raises(ConfigError, match=f"plot '{kind}' shows one population .* hold 2 methods: synthetic "
+                                              r"per-class degradation \(4 runs: run_s0.h5"):
+            frames.plot_files(kind, [str(p) for p in mixed])
+    code = main(["plot", "pies", *map(str, mixed), "--out", str(tmp_path / "p.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "another method (2 runs" in err and not (tmp_path / "p.png").exists()
+    with pytest.raises(ConfigError, match="fairness_frames shows one population"):
+        frames.fairness_frames(mixed)
+
+
+def test_cli_report_has_one_part_per_population(capsys, mixed, tmp_path):
+    report = tmp_path / "mixed.html"
+    code, _, err = cli(capsys, "fairness", *map(str, mixed), "--what", "runs", "--report", str(report))
+    assert code == 0, err
+    page = report.read_text(encoding="utf-8")
+    assert "<h2>Population: another method</h2>" in page
+    assert "<h2>Population: synthetic per-class degradation</h2>" in page
+    assert "Caveat: with 2 dense and 2 pruned runs" in page

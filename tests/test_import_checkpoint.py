@@ -16,7 +16,10 @@ from ticketlab import store
 from ticketlab.cli import main
 from ticketlab.io import import_checkpoint, scan_tensor
 from ticketlab.io.checkpoint import all_ones_packed
+from ticketlab.io.safe_json import nesting_depth
 from ticketlab.io.tensorfiles import SafetensorsFile, torch_ref, write_safetensors
+
+from conftest import assert_refused
 
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
@@ -238,3 +241,31 @@ def test_torch_prune_state_dict_is_sent_to_the_right_importer(tmp_path: Path, ca
     out = tmp_path / "m.h5"
     assert main(["import", "checkpoint", str(p), "--out", str(out)]) == 2
     assert "ticketlab import torch-prune" in capsys.readouterr().err and not out.exists()
+
+
+def _one_tensor_file(path: Path, shape: list, nbytes: int, text: str | None = None) -> Path:
+    header = text or json.dumps({"w.weight": {"dtype": "F32", "shape": shape, "data_offsets": [0, nbytes]}})
+    path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + bytes(nbytes))
+    return path
+
+
+@pytest.mark.parametrize("shape, nbytes, words", [
+    ([2**61 + 1, 8], 32, "do not match shape"),  # the int64 product wraps to 8: was a ZeroDivisionError
+    ([2**32, 2**32], 0, "do not match shape"),  # wraps to 0: was accepted as an empty tensor
+    ([2**64, 1], 4, "not an integer in [0, 2**63)"),  # was an OverflowError
+    ([-1, 4], 16, "not an integer in [0, 2**63)"),
+    ([2.0, 2], 16, "not an integer in [0, 2**63)"),
+])
+def test_hostile_shapes_are_one_line_errors(shape, nbytes, words, tmp_path: Path, capsys) -> None:
+    src = _one_tensor_file(tmp_path / "h.safetensors", shape, nbytes)
+    out = tmp_path / "o.h5"
+    assert_refused(main, ["import", "checkpoint", str(src), "--out", str(out)], out, capsys, "truncated or corrupted",
+                   words)
+
+
+def test_deep_nesting_is_refused_before_parsing(tmp_path: Path, capsys) -> None:
+    src = _one_tensor_file(tmp_path / "h.safetensors", [], 0, text="[" * 200_000 + "]" * 200_000)  # RecursionError
+    out = tmp_path / "o.h5"
+    assert_refused(main, ["import", "checkpoint", str(src), "--out", str(out)], out, capsys, "nested 200000 levels")
+    assert nesting_depth('{"a": "[[[{{{\\"[", "b": [1, {"c": 2}]}') == 3  # brackets in strings do not count
+    assert nesting_depth("7") == 0

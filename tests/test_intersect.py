@@ -211,19 +211,27 @@ def test_cli_refusals_leave_nothing_behind(capsys, inputs, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "fc9.weight" in err and "hold different models" in err
     code, _, err = cli(capsys, "intersect", str(a), str(b), "--out", str(out), "--init", str(other))
     assert code == 2 and "fc9.weight" in err
-    # an input without initial weights (e.g. an imported mask), and no --init
+    # --init FILE without initial weights (e.g. an imported mask)
     same_no_init = tmp_path / "noinit.h5"
     store.create(same_no_init, tensors=TOY_TENSORS, model="toy", method="imported", config={})
     store.TicketWriter(same_no_init).write_level(0, {x.name: np.ones(x.shape, bool) for x in TOY_TENSORS})
-    code, _, err = cli(capsys, "intersect", str(same_no_init), str(a), "--out", str(out))
-    assert code == 2 and "no initial weights" in err and "--init" in err
+    code, _, err = cli(capsys, "intersect", str(a), str(b), "--out", str(out), "--init", str(same_no_init))
+    assert code == 2 and "no initial weights" in err and err.count("\n") == 1
+    same_no_init.unlink()
+    # writing over an input, or with the wrong extension
+    code, _, err = cli(capsys, "intersect", str(a), str(b), "--out", str(b))
+    assert code == 2 and "is also an input" in err
+    code, _, err = cli(capsys, "intersect", str(a), str(b), "--out", str(tmp_path / "t.txt"))
+    assert code == 2 and ".h5" in err
     code, _, err = cli(capsys, "intersect", str(a), str(b), "--out", str(out), "--mode", "union", "--min-votes", "1")
     assert code == 2 and "--min-votes" in err
     code, _, err = cli(capsys, "intersect", str(a), "--out", str(out))
     assert code == 2 and "at least two" in err
-    code, _, err = cli(capsys, "intersect", str(a), str(b), "--out", str(tmp_path / "no" / "t.h5"))
-    assert code == 2 and "does not exist" in err
     assert not out.exists() and no_temporaries(tmp_path)
+    # a missing directory is created (the same for every writing command)
+    code, _, err = cli(capsys, "intersect", str(a), str(b), "--out", str(tmp_path / "no" / "t.h5"))
+    assert code == 0, err
+    assert (tmp_path / "no" / "t.h5").is_file() and no_temporaries(tmp_path / "no")
 
 
 def test_a_failure_while_writing_leaves_nothing(capsys, inputs, tmp_path, monkeypatch):
@@ -269,3 +277,51 @@ def test_train_retrains_the_consensus_ticket(capsys, tmp_path):
         consensus = c.masks(0)
         for name, m in t.masks(0).items():
             np.testing.assert_array_equal(m, consensus[name])
+
+
+def test_imported_masks_intersect_into_a_mask_only_ticket(capsys, tmp_path):
+    """torch.nn.utils.prune state dicts (masks, no initial weights) -> import -> intersect: a mask-only ticket,
+    said so; ``train --mask`` then needs --fresh-init (one line, exit 2), and trains with it."""
+    from torch.nn.utils import prune
+
+    paths = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        model = create_model("lenet300")
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear):
+                prune.l1_unstructured(module, "weight", amount=0.5)
+        sd_path = tmp_path / f"pruned{seed}.pt"
+        torch.save(model.state_dict(), sd_path)
+        paths.append(tmp_path / f"pruned{seed}.h5")
+        code, _, err = cli(capsys, "import", "torch-prune", str(sd_path), "--out", str(paths[-1]), "--model",
+                           "lenet300")
+        assert code == 0, err
+    out = tmp_path / "consensus.h5"
+    code, text, err = cli(capsys, "intersect", *map(str, paths), "--out", str(out))
+    assert code == 0, err
+    assert "masks only" in text and "--fresh-init" in text
+    with store.open_ticket(out) as t:
+        assert "init" not in t.checkpoints() and t.config["init"] is None
+        a, b = (store.open_ticket(p) for p in paths)
+        for name, m in t.masks(0).items():
+            np.testing.assert_array_equal(m, a.masks(0)[name] & b.masks(0)[name])
+        a.close(), b.close()
+    code, _, err = cli(capsys, "intersect", *map(str, paths), "--out", str(out), "--overwrite", "--json")
+    assert code == 0 and "masks only" in err
+    trained = tmp_path / "trained.h5"
+    argv = ["train", "--mask", str(out), "--levels", "0", "--iterations", "2", "--out", str(trained),
+            "--data-dir", str(REPO / "data"), "--quiet", "--device", "cpu", "--eval-every", "0"]
+    code, _, err = cli(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and "--fresh-init" in err and "masks only" in err, err
+    assert not trained.exists() and no_temporaries(tmp_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code, _, err = cli(capsys, *argv, "--fresh-init")
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, err
+    with store.open_ticket(out) as c, store.open_ticket(trained) as t:
+        for name, m in t.masks(0).items():
+            np.testing.assert_array_equal(m, c.masks(0)[name])

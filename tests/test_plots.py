@@ -382,6 +382,24 @@ def test_pie_plot(fairness):
     assert f"at level {level}" in ax.get_title()
 
 
+def test_fairness_figures_name_their_population_and_its_ties(fairness):
+    sections, _ = fairness
+    drops_title = plots.class_drop_plot(sections["drops"]).axes[0].get_title()
+    assert "mean over 2 runs of rewind-init" in drops_title
+    pies = sections["pies"]
+    title = plots.pie_plot(pies).axes[0].get_title()
+    assert "of rewind-init" in title
+    if pies["pies_tied"].sum():  # two models per population: every disagreement is a tie
+        assert f"{int(pies['pies_tied'].sum()):,} of them rest on a tie" in title and "2 dense and 2 pruned" in title
+
+
+@pytest.mark.parametrize("kind", ["class-drops", "intensification", "pies"])
+def test_population_figures_refuse_files_of_several_methods(kind, runs):
+    with pytest.raises(ConfigError, match=rf"plot '{kind}' shows one population .* 2 methods: rewind-init \(2 "
+                                          r"runs: rewind_s0.h5, rewind_s1.h5\); lr-rewind \(2 runs"):
+        frames.plot_files(kind, [str(p) for p in runs["all"]])
+
+
 def test_fairness_plots_from_the_analysis_functions():
     """The pure functions take what fairness_analysis returns for in-memory runs."""
     rng = np.random.default_rng(3)
@@ -478,8 +496,9 @@ def test_cli_plot_writes_each_format(runs, tmp_path, suffix, capsys):
 def test_cli_plot_kinds_with_levels_and_layers(runs, tmp_path):
     out = tmp_path / "k.png"
     assert main(["plot", "kernels", f"{runs['lr'][0]}:2", "--layer", "conv1.weight", "--out", str(out)]) == 0
-    assert main(["plot", "overlap", *[f"{p}:2" for p in runs["all"]], "--out", str(out)]) == 0
-    assert main(["plot", "pies", *map(str, runs["rewind"]), "--level", "2", "--out", str(out), "--dpi", "50"]) == 0
+    assert main(["plot", "overlap", *[f"{p}:2" for p in runs["all"]], "--out", str(out), "--overwrite"]) == 0
+    assert main(["plot", "pies", *map(str, runs["rewind"]), "--level", "2", "--out", str(out), "--dpi", "50",
+                 "--overwrite"]) == 0
 
 
 def test_cli_plot_errors_exit_2(runs, tmp_path, capsys):

@@ -221,11 +221,14 @@ def test_masks_at_most_one_bit_per_weight(tmp_path):
     for level, d in enumerate(densities):
         w.write_level(level, {t.name: rng.random(t.shape) < d for t in tensors})
     n = sum(t.size for t in tensors)
+    # 1 bit per weight, plus the 4-byte fletcher32 checksum HDF5 stores with every 256 KiB chunk
+    checksums = 32 * sum(-(-t.size // 8 // (1 << 18)) or 1 for t in tensors) / n
     with h5py.File(path, "r") as f:
         for level, d in enumerate(densities):
             g = f[f"levels/{level}/masks"]
             bits = 8 * sum(g[t.name].id.get_storage_size() for t in tensors) / n
-            assert bits <= 1.0, (d, bits)
+            assert bits <= 1.0 + checksums, (d, bits)
+            assert g["a.weight"].fletcher32 and g["b.weight"].fletcher32
             # compressed (with gzip, which every HDF5 build reads, unlike lzf) only where it helps
             assert g["a.weight"].compression == (None if d == 0.5 else "gzip"), d
             if d != 0.5:
@@ -293,12 +296,14 @@ def test_sigkill_mid_level_keeps_completed_levels(tmp_path):
     for level in t.levels:
         for name, m in t.masks(level).items():
             np.testing.assert_array_equal(m, expected["masks"][level][name])
-    leftovers = list(tmp_path.glob(".killed.h5.tmp-*"))
-    assert leftovers, "the killed writer's temporary file should still be there"
-    # the next writer removes the dead writer's temporary file and appends normally
+    # the level was being made in memory: nothing of it reached the disk (the lock file stays, unlocked)
+    assert not list(tmp_path.glob(".killed.h5.tmp-*"))
+    # a temporary file of a writer killed while writing its bytes is removed by the next writer
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / f".killed.h5.tmp-{int(dead.stdout)}").write_bytes(b"half a file")
     store.TicketWriter(path).write_level(3, expected["masks"][2])
     assert store.open_ticket(path).levels == [0, 1, 2, 3]
-    assert not list(tmp_path.glob(".killed.h5.tmp-*"))
+    assert not list(tmp_path.glob(".killed.h5.*"))  # the temporary file and the lock file are gone
 
 
 LOOP_WRITER = textwrap.dedent(
@@ -399,6 +404,184 @@ def test_cli_bad_file_in_a_subprocess_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"ticketlab info: error: {text}: not an HDF5 file, so not a ticket file"
     assert proc.stdout == ""
+
+
+# -- nothing wrong gets in (issue 9): checks on read and checksums ----------------------------------------
+
+
+def _edited(path: Path, tmp_path: Path, name: str, edit) -> Path:
+    out = tmp_path / f"{name}.h5"
+    out.write_bytes(path.read_bytes())
+    with h5py.File(out, "r+") as f:
+        edit(f)
+    return out
+
+
+def _replace(f, name, data):
+    del f[name]
+    f[name] = data
+
+
+DAMAGE = {  # the inputs of issue 9 that ended in tracebacks or stale numbers, and the line each gives now
+    "schema inf": (lambda f: f.attrs.__setitem__("schema_version", np.inf),
+                   "root attribute 'schema_version' is inf; expected an integer"),
+    "schema 2.5": (lambda f: f.attrs.__setitem__("schema_version", 2.5), "'schema_version' is 2.5"),
+    "model array": (lambda f: f.attrs.__setitem__("model", np.arange(3)),
+                    "root attribute 'model' is an array of shape (3,); expected a single string"),
+    "model bytes": (lambda f: f.attrs.__setitem__("model", b"\xff\xfe"), "root attribute 'model' is not valid UTF-8"),
+    "kept scalar": (lambda f: _replace(f, "levels/1/kept", 5), "levels/1/kept: has shape (); expected (3,)"),
+    "kept short": (lambda f: _replace(f, "levels/1/kept", np.array([1, 2])), "levels/1/kept: has shape (2,)"),
+    "kept -3": (lambda f: f["levels/1/kept"].__setitem__(0, -3), "levels/1/kept: tensor 'conv1.weight': kept -3 is "
+                                                                  "outside [0, 162]"),
+    "shape 2**40": (lambda f: f["model/shapes"].__setitem__(1, np.array([2 ** 40, 8])),
+                    "model/shapes: tensor 1 ('fc1.weight') has dimension 1099511627776"),
+    "shape product": (lambda f: f["model/shapes"].__setitem__(1, np.array([2 ** 31, 2 ** 31])), "more than 2**40"),
+    "huge mask": (lambda f: (f.__delitem__("levels/1/masks/fc1.weight"),
+                             f.create_dataset("levels/1/masks/fc1.weight", shape=(2 ** 40,), dtype=np.uint8)),
+                  "levels/1/masks/fc1.weight: has shape (1099511627776,); expected (120,)"),
+    "accuracy 42": (lambda f: f["levels/1/eval"].attrs.__setitem__("accuracy", 42.0),
+                    "levels/1/eval: attribute 'accuracy' is 42.0, outside [0.0, 1.0]"),
+    "accuracy stale": (lambda f: f["levels/1/eval"].attrs.__setitem__("accuracy", 0.5),
+                       "levels/1/eval: attribute 'accuracy' is 0.5 but the predictions give"),
+    "density": (lambda f: f["levels/1"].attrs.__setitem__("density", 0.5),
+                "levels/1: attribute 'density' is 0.5 but kept/size is"),
+    "level name": (lambda f: f["levels"].move("1", "01"), "levels: holds '01', which is not a level number"),
+    "predictions": (lambda f: f["levels/1/eval/predictions"].__setitem__(0, (f["levels/1/eval/predictions"][0] + 1) % 10),
+                    "levels/1/eval/confusion: does not match the predictions and dataset/test_labels"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_damaged_files_give_one_line_naming_the_object(ticket, tmp_path, capsys, case):
+    from ticketlab.cli import main
+
+    path, _ = ticket
+    edit, message = DAMAGE[case]
+    bad = _edited(path, tmp_path, case.replace(" ", "_").replace("*", ""), edit)
+    with pytest.raises(TicketFileError) as err:
+        t = store.open_ticket(bad)
+        t.summary(), t.provenance
+    assert str(err.value).startswith(f"{bad}: ") and message in str(err.value)
+    assert main(["info", str(bad)]) == 2
+    out = capsys.readouterr().err
+    assert out.count("\n") == 1 and message in out, out
+
+
+def test_kept_is_checked_against_the_mask_bits(ticket, tmp_path, capsys):
+    """A mask rewritten to all ones is an error wherever its level is read, never its old count."""
+    from ticketlab.cli import main
+
+    path, written = ticket
+    old = int(written["masks"][2]["fc1.weight"].sum())
+
+    def all_ones(f):
+        f["levels/2/masks/fc1.weight"][...] = np.full(120, 255, np.uint8)
+
+    bad = _edited(path, tmp_path, "ones", all_ones)
+    message = f"levels/2/masks/fc1.weight: kept says {old} but the mask has 960"
+    t = store.open_ticket(bad)
+    for read in (lambda: t.kept(2), t.summary, t.layer_summary, lambda: t.masks(2), lambda: t.mask(2, "fc1.weight"),
+                 lambda: t.packed_mask(2, "fc1.weight"), lambda: t.level_record(2), lambda: t.weights(level=2)):
+        with pytest.raises(TicketFileError, match=message):
+            read()
+    assert t.kept(1) == {k: int(v.sum()) for k, v in written["masks"][1].items()}  # other levels read as before
+    for args in (["info", str(bad)], ["sparsity", str(bad)], ["structure", f"{bad}:2"],
+                 ["overlap", f"{bad}:0", f"{bad}:2"]):
+        assert main(args) == 2, args
+        assert message in capsys.readouterr().err, args
+
+
+def _strip_checksums(path: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        names = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) and o.fletcher32 else None)
+        for n in names:
+            data, attrs = f[n][()], dict(f[n].attrs)
+            del f[n]
+            f.create_dataset(n, data=data).attrs.update(attrs)
+
+
+def test_checksums_turn_a_flipped_byte_into_an_error(ticket, tmp_path, capsys):
+    from ticketlab.cli import main
+
+    path, written = ticket
+    with h5py.File(path, "r") as f:
+        for name in ("levels/1/masks/fc1.weight", "levels/1/kept", "levels/1/weights/fc1.weight",
+                     "levels/1/eval/predictions", "weights/init/fc1.bias", "dataset/test_labels"):
+            assert f[name].fletcher32, name
+        assert not f["weights/init/bn.num_batches_tracked"].fletcher32  # a scalar cannot carry one
+        chunk = f["levels/1/masks/fc1.weight"].id.get_chunk_info(0)
+    assert store.open_ticket(path).checksums() == {"datasets": store.open_ticket(path).checksums()["datasets"],
+                                                   "without": 0, "example": None}
+    data = bytearray(path.read_bytes())
+    data[chunk.byte_offset + 5] ^= 0x04  # one bit of one weight's mask
+    bad = tmp_path / "flipped.h5"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(TicketFileError, match=r"levels/1/masks/fc1.weight: cannot be read; .*\(checksum"):
+        store.open_ticket(bad).mask(1, "fc1.weight")
+    np.testing.assert_array_equal(store.open_ticket(bad).mask(2, "fc1.weight"), written["masks"][2]["fc1.weight"])
+    assert main(["info", str(bad)]) == 2
+    assert "checksum" in capsys.readouterr().err
+    assert main(["info", str(path)]) == 0
+    assert "checksums: fletcher32 on masks, weights and evaluations" in capsys.readouterr().out
+
+
+def test_files_without_checksums_still_open_and_info_says_so(ticket, tmp_path, capsys):
+    from ticketlab.cli import main
+
+    path, written = ticket
+    old = tmp_path / "old.h5"
+    old.write_bytes(path.read_bytes())
+    _strip_checksums(old)
+    t = store.open_ticket(old)
+    c = t.checksums()
+    assert c["without"] == c["datasets"] > 0
+    for level, masks in enumerate(written["masks"]):
+        assert t.kept(level) == {k: int(v.sum()) for k, v in masks.items()}
+    assert main(["info", str(old)]) == 0
+    assert f"checksums: none (written before ticketlab {store.CHECKSUMS_SINCE})" in capsys.readouterr().out
+    with h5py.File(path, "r+") as f:  # one dataset rewritten by another tool
+        _replace(f, "levels/1/weights/fc1.bias", f["levels/1/weights/fc1.bias"][()])
+    assert main(["info", str(path)]) == 0
+    assert "checksums: partial: 1 of" in capsys.readouterr().out
+
+
+def test_popcount_counts_only_the_weights(ticket):
+    from ticketlab.masks import popcount
+
+    rng = np.random.default_rng(2)
+    for n in (0, 1, 7, 8, 9, 63, 64, 65, 4099, 70_001):
+        m = rng.random(n) < 0.4
+        packed = store.pack_mask(m)
+        if n % 8:
+            packed[-1] |= 0xFF >> (n % 8)  # padding bits do not count
+        assert popcount(packed, n) == int(m.sum()), n
+        assert popcount(packed, n) == popcount(packed, n)
+
+
+def test_has_weights_answers_without_reading_and_refuses_damage(tmp_path):
+    path = tmp_path / "w.h5"
+    make_ticket(path, levels=1, branches=("reinit",))
+    t = store.open_ticket(path)
+    assert t.has_weights("init") and not t.has_weights("rewind") and t.has_weights(level=1)
+    assert t.has_weights("init", level=1, branch="reinit") and not t.has_weights(level=1, branch="reinit")
+    t.close()
+    with h5py.File(path, "r+") as f:  # damage is an error, never "not stored" (a caller would fall back)
+        _replace(f, "levels/1/weights", np.arange(3))
+    with pytest.raises(TicketFileError, match="levels/1/weights: is a dataset; expected a group"):
+        store.open_ticket(path).has_weights(level=1)
+
+
+def test_nested_with_blocks_keep_the_handle(ticket):
+    path, _ = ticket
+    t = store.open_ticket(path)
+    with t:
+        t.summary()  # its own `with` block must not close the caller's handle
+        assert t._h5 is not None
+        with t:
+            t.layer_summary()
+        assert t._h5 is not None
+    assert t._h5 is None
 
 
 def test_copy_ticket_without_level_weights(tmp_path):

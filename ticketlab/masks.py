@@ -158,3 +158,72 @@ def unpack_mask(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of :func:`pack_mask`: a boolean array of ``shape`` (padding bytes are ignored)."""
     n = int(np.prod(shape, dtype=np.int64))
     return np.unpackbits(packed, count=n).view(bool).reshape(shape)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Counting kept weights of packed masks (popcount): the ticket file checks its stored kept counts with it on
+# every read, and overlap counting (ticketlab.analysis.overlap.counts) counts intersections with its kernel.
+
+#: Set bits of every byte value (the fallback where numpy has no ``bitwise_count``, numpy < 2.0).
+POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")
+_POPCOUNT_BLOCK_WORDS = 1 << 16  # 512 KiB of uint64 words per step: the temporaries stay in L2 cache
+
+
+def _sum_counts(counts: np.ndarray) -> int:
+    """Sum of per-word bit counts (uint8, each ≤ 64).
+
+    Rows of 512 counts are added element-wise in uint16 (at most 512 · 64 = 32768, no overflow), which numpy
+    vectorises; this is about 5x faster than ``counts.sum()``, which widens every element to 64 bits.
+    """
+    m = counts.size
+    k = m - m % 512
+    total = 0
+    if k:
+        total += int(counts[:k].reshape(512, -1).sum(axis=0, dtype=np.uint16).sum(dtype=np.uint64))
+    if k < m:
+        total += int(counts[k:].sum(dtype=np.uint64))
+    return total
+
+
+def popcount_words(words: np.ndarray, out: np.ndarray, *, bitwise_count: bool = _HAS_BITWISE_COUNT) -> int:
+    """Total set bits of a uint64 array; ``out`` is a uint8 scratch array of the same length.
+
+    ``bitwise_count=False`` uses a byte lookup table instead of ``numpy.bitwise_count`` (numpy < 2.0).
+    """
+    if bitwise_count:
+        np.bitwise_count(words, out=out)
+        return _sum_counts(out)
+    return int(POPCOUNT8[words.view(np.uint8)].sum(dtype=np.uint64))
+
+
+def popcount(packed: np.ndarray, size: int) -> int:
+    """Kept weights of a packed mask: the set bits among the first ``size`` bits of ``packed``.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (≥ ceil(size / 8),)
+        As :func:`pack_mask` makes it; padding bits past ``size`` are not counted.
+    size : int
+        Number of weights of the tensor.
+    """
+    size = int(size)
+    nbytes = -(-size // 8)
+    packed = np.ascontiguousarray(packed, dtype=np.uint8).reshape(-1)
+    if packed.size < nbytes:
+        raise ConfigError(f"a packed mask of {size} weights needs {nbytes} bytes; got {packed.size}")
+    words = size // 64
+    total = 0
+    if words:
+        head = packed[: words * 8].view(np.uint64)
+        step = min(words, _POPCOUNT_BLOCK_WORDS)
+        scratch = np.empty(step, dtype=np.uint8)
+        for start in range(0, words, step):
+            block = head[start:start + step]
+            total += popcount_words(block, scratch[:block.size])
+    tail = packed[words * 8: nbytes].copy()
+    if tail.size:
+        if size % 8:
+            tail[-1] &= (0xFF << (8 - size % 8)) & 0xFF  # bits past the last weight do not count
+        total += int(POPCOUNT8[tail].sum())
+    return total

@@ -20,7 +20,7 @@ from ticketlab.registry import Registry
 #: registers it (one module may register several, e.g. the listing commands of ``registries``).
 COMMANDS: Registry[str] = Registry("command")
 for _name, _module in [
-    ("train", "train"), ("info", "info"), ("models", "registries"), ("presets", "registries"),
+    ("train", "train"), ("info", "info"), ("models", "registries"), ("presets", "registries"), ("study", "study"),
     ("strategies", "registries"), ("data", "data"), ("overlap", "overlap"), ("intersect", "intersect"),
     ("sparsity", "sparsity"), ("structure", "structure"), ("fairness", "fairness"), ("plot", "plot"),
     ("report", "report"), ("import", "import_"), ("export", "export"),

@@ -43,16 +43,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"{FORMATS.choices(' or ')} (default: {DEFAULT_FORMAT})")
     p.add_argument("--weights", choices=WEIGHT_CHOICES.names(), default=DEFAULT_WEIGHTS,
                    help=f"which weights: {WEIGHT_CHOICES.choices()} (default: {DEFAULT_WEIGHTS})")
-    p.add_argument("--out", required=True, metavar="FILE.pt", help="the file to write (.pt/.pth, or .safetensors)")
+    p.add_argument("--out", required=True, metavar="FILE.pt", help="the file to write (.pt/.pth, or .safetensors; "
+                   "missing directories are created)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=run)
 
 
+#: What --out may end in: torch.save files, or safetensors.
+SUFFIXES = (".pt", ".pth", ".safetensors")
+
+
 def run(args: argparse.Namespace) -> int:
     from ticketlab.io.export import export
+    from ticketlab.outputs import prepare_output
 
-    note = export(args.file, args.out, args.level, format=args.format, weights=args.weights, branch=args.branch,
-                  overwrite=args.overwrite)
+    with prepare_output(args.out, inputs=[args.file], overwrite=args.overwrite, suffixes=SUFFIXES) as out:
+        note = export(args.file, out, args.level, format=args.format, weights=args.weights, branch=args.branch,
+                      overwrite=args.overwrite)
     print(f"wrote {args.out} ({args.format}) from {args.file}")
     print(f"note: weights = {note}")
     return 0

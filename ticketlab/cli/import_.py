@@ -149,16 +149,23 @@ def _checkpoint(c: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, metavar="FILE.h5", help="the ticket file to write")
+    p.add_argument("--out", required=True, metavar="FILE.h5", help="the ticket file to write (.h5; missing "
+                   "directories are created)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from ticketlab.io import IMPORT_KINDS
+    from ticketlab.outputs import TICKET_SUFFIXES, prepare_output
 
     kind = IMPORT_KINDS.get(args.kind)
-    results = kind.run(args.src, args.out, **{k: getattr(args, k) for k in kind.options() if hasattr(args, k)})
+    sources = [args.src] if isinstance(args.src, str) else list(args.src)
+    # checked and locked before anything is read; whether an output exists is the importer's to check (OpenLTH
+    # imports of several replicates write FILE_replicate<r>.h5 instead of FILE.h5)
+    with prepare_output(args.out, inputs=[*sources, getattr(args, "init", None)], overwrite=True,
+                        suffixes=TICKET_SUFFIXES):
+        results = kind.run(args.src, args.out, **{k: getattr(args, k) for k in kind.options() if hasattr(args, k)})
     if args.json:
         print(to_json([{"file": str(r.path), "source": r.source, "kind": r.kind, "levels": r.levels,
                         "tensors": r.tensors, "notes": r.notes} for r in results]))

@@ -7,7 +7,7 @@ from typing import Any
 
 from ticketlab.cli import example_epilog
 from ticketlab.cli._output import fmt_float, fmt_int, fmt_ratio, fmt_str, table, to_json
-from ticketlab.store import TicketFile
+from ticketlab.store import CHECKSUMS_SINCE, TicketFile
 
 LEVEL_COLUMNS = [
     ("level", "level", fmt_str),
@@ -28,7 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="summarise a ticket file: model, dataset, method, seed and its levels",
         description="Print a ticket file's model, dataset, method and seed, and a table of its levels with "
         "density (kept fraction of the masked weights), sparsity (1 - density), compression (total/kept), "
-        "test accuracy (fraction correct) and the early-stopping iteration (minimum validation loss).",
+        "test accuracy (fraction correct) and the early-stopping iteration (minimum validation loss). Every "
+        "number is checked against the data it summarises (kept counts against the mask bits, accuracy against "
+        "the predictions) and the file's data checksums are verified; 'checksums:' says whether the file has "
+        "them (files written before ticketlab " + CHECKSUMS_SINCE + " have none).",
         epilog=example_epilog(
             "ticketlab info runs/quickstart_seed0.h5",
             "ticketlab info runs/quickstart_seed0.h5 --layers",
@@ -66,6 +69,7 @@ def collect(path: str, layers: bool = False, branches: bool = True) -> dict[str,
                 for x in tensors
             ],
             "checkpoints": t.checkpoints(),
+            "checksums": t.checksums(),
             "levels": [{**r, "branch": r["branch"] if isinstance(r["branch"], str) else None}
                        for r in t.summary(branches=branches).to_dict("records")],
         }
@@ -99,6 +103,7 @@ def render(info: dict[str, Any]) -> str:
         f"  created  {info['created']} with ticketlab {v.get('ticketlab_version', '?')}, "
         f"torch {v.get('torch_version', '?')}, numpy {v.get('numpy_version', '?')}, h5py {v.get('h5py_version', '?')}",
         f"  weights  {', '.join(info['checkpoints']) or 'none'}",
+        f"  checksums: {checksum_line(info['checksums'])}",
         "",
     ]
     levels = info["levels"]
@@ -110,6 +115,16 @@ def render(info: dict[str, Any]) -> str:
     if "layers" in info:
         lines += ["", _layers_table(info)]
     return "\n".join(lines)
+
+
+def checksum_line(c: dict[str, Any]) -> str:
+    """Whether HDF5 verifies the file's data on read: all of it, none (an older file) or part of it."""
+    if c["without"] == 0:
+        return "fletcher32 on masks, weights and evaluations (HDF5 verifies them on every read)"
+    if c["without"] == c["datasets"]:
+        return f"none (written before ticketlab {CHECKSUMS_SINCE}); kept counts are still checked against the masks"
+    return (f"partial: {c['without']} of {c['datasets']} datasets have none, e.g. {c['example']} (written before "
+            f"ticketlab {CHECKSUMS_SINCE} or by another tool)")
 
 
 def _layers_table(info: dict[str, Any]) -> str:

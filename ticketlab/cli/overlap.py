@@ -2,7 +2,9 @@
 
 A thin layer over :func:`ticketlab.frames.compare_files`, which reads the files one layer at a time (one tensor
 of each file in memory, bit-packed for counting), so tickets far larger than memory can be compared. The analysis
-itself is :mod:`ticketlab.analysis.overlap`.
+itself is :mod:`ticketlab.analysis.overlap`. Given a study directory, every pair of its chains is compared at one
+matched level (:func:`ticketlab.frames.study_overlap`) and summarised method by method
+(:func:`ticketlab.frames.method_overlap`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ticketlab.analysis.overlap import METRICS, PVALUE_FLOOR, PVALUE_METHODS
 from ticketlab.cli import example_epilog
 from ticketlab.cli._args import add_output_arguments, add_selection_arguments, emit
 from ticketlab.cli._output import fmt_float, fmt_int, fmt_ratio, fmt_str
+from ticketlab.cli.study import accept_study_directory
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,15 +32,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "for the total; expected Jaccard = E/(kept_a + kept_b - E)), obs/exp = intersection/E, and the one-sided "
         "p-value P(X >= intersection) under chance (exact per layer; for the total an exact convolution of the "
         "per-layer distributions, or a normal approximation for very large models, see --pvalue). Totals pool "
-        "all layers' counts. With more than two files the pairwise Jaccard matrix follows.",
+        "all layers' counts. With more than two files the pairwise Jaccard matrix follows. Given a study "
+        "directory DIR, every pair of its chains (of one model) is compared at the last pruned level all chains "
+        "have done (or --level N); the text output is one line per pair (all layers pooled) and the method x method "
+        "mean Jaccard beside chance, pairs with the same seed apart; --json/--csv give every pair and layer, the "
+        "records of 'overlap' on the chain files plus the chains' names, methods and seeds.",
         epilog=example_epilog(
             "ticketlab overlap seed0.h5 seed1.h5                 # last level of each",
             "ticketlab overlap seed0.h5:5 seed1.h5:5 seed2.h5:5  # level 5; pairs and a Jaccard matrix",
             "ticketlab overlap run.h5:2 run.h5:8                 # two levels of one run",
             "ticketlab overlap a.h5 b.h5 --metric containment --json > overlap.json",
+            "ticketlab overlap runs/rewinding --level 8             # a study: every pair of chains, by method",
         ),
     )
     add_selection_arguments(p)
+    accept_study_directory(p)
     p.add_argument("--metric", action="append", default=[], metavar="NAME",
                    help="add a column for another overlap metric (repeatable): "
                    + "; ".join(f"{name}: {m.description}" for name, m in METRICS.items()))
@@ -75,8 +84,11 @@ TABLE_COLUMNS = [
 
 
 def run(args: argparse.Namespace) -> int:
-    from ticketlab.frames import compare_files
+    from ticketlab.frames import compare_files, study_argument
 
+    study = study_argument(args.files, args.level)
+    if study is not None:
+        return run_study(args, *study)
     comparison = compare_files(args.files, level=args.level, metrics=args.metric, pvalue_method=args.pvalue)
     if args.json or args.csv:
         emit(args, comparison.frame.to_dict("records"), [(k, k, fmt_str) for k in comparison.columns])
@@ -96,4 +108,49 @@ def run(args: argparse.Namespace) -> int:
         print()
         emit(args, records, [("file", "file", fmt_str)] + [(c, c, fmt_float(4)) for c in matrix.columns],
              title="total Jaccard (intersection / union of all layers), every pair")
+    return 0
+
+
+STUDY_PAIR_COLUMNS = [
+    ("chain_a", "chain A", fmt_str),
+    ("chain_b", "chain B", fmt_str),
+    ("density_a", "density", fmt_float(4)),
+    ("intersection", "intersection", fmt_int),
+    ("union", "union", fmt_int),
+    ("jaccard", "jaccard", fmt_float(4)),
+    ("expected_jaccard", "E[jaccard]", fmt_float(4)),
+    ("ratio", "obs/exp", fmt_ratio),
+    ("p_value", "p_value", fmt_p),
+]
+METHOD_COLUMNS = [
+    ("method_a", "method A", fmt_str),
+    ("method_b", "method B", fmt_str),
+    ("seeds", "seeds", fmt_str),
+    ("pairs", "pairs", fmt_int),
+    ("jaccard", "jaccard (mean)", fmt_float(4)),
+    ("jaccard_sd", "sd", fmt_float(4)),
+    ("jaccard_min", "min", fmt_float(4)),
+    ("jaccard_max", "max", fmt_float(4)),
+    ("expected_jaccard", "E[jaccard] (mean)", fmt_float(4)),
+    ("jaccard_ratio", "jaccard / chance", fmt_ratio),
+]
+
+
+def run_study(args: argparse.Namespace, study: Any, level: int | None) -> int:
+    """``ticketlab overlap DIR``: every pair of the study's chains at one matched level, and per pair of methods."""
+    from ticketlab.frames import method_overlap, study_overlap
+
+    result = study_overlap(study, level=level, metrics=args.metric, pvalue_method=args.pvalue)
+    if args.json or args.csv:
+        emit(args, result.frame.to_dict("records"), [(k, k, fmt_str) for k in result.columns])
+        return 0
+    totals = result.frame[result.frame["layer"] == "total"]
+    print(f"study {study.summary()}")
+    emit(args, totals.to_dict("records"), STUDY_PAIR_COLUMNS + [(m, m, fmt_float(4)) for m in result.metrics],
+         title=f"every pair of chains at level {result.level}, all layers pooled (every layer: --json or --csv); "
+         "E[jaccard]: chance, each layer's kept counts placed uniformly at random")
+    print()
+    emit(args, method_overlap(result.frame).to_dict("records"), METHOD_COLUMNS,
+         title="per pair of methods: mean over its pairs of chains (same seed = same initial weights; a method "
+         "with itself: its seeds)")
     return 0

@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE[:LEVEL]",
                    help="ticket files; ':LEVEL' picks a level for the kinds that show one")
     p.add_argument("--out", required=True, metavar="FIG.png|pdf|svg",
-                   help=f"the figure file; its suffix chooses the format ({', '.join(FORMATS)})")
+                   help=f"the figure file; its suffix chooses the format ({', '.join(FORMATS)}); missing "
+                   "directories are created")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--level", type=int, help="the level of kinds that show one (default: the last, or the last "
                    "common to all files)")
     p.add_argument("--layer", help="kernels: the layer (default: the conv layer with the most kernels); overlap: "
@@ -59,14 +61,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ticketlab.frames import plot_files
+    from ticketlab.outputs import prepare_output
     from ticketlab.plots import figure_format, get_plot, save_figure
 
     get_plot(args.kind)  # an unknown kind or a bad --out fails before any file is read
-    figure_format(args.out)
     if args.dpi <= 0:
         raise ConfigError(f"--dpi must be a positive integer; got {args.dpi}")
-    fig = plot_files(args.kind, args.files, level=args.level, layer=args.layer, per_run=args.per_run,
-                     band=args.band, title=args.title)
-    path = save_figure(fig, args.out, dpi=args.dpi)
+    with prepare_output(args.out, inputs=args.files, overwrite=args.overwrite) as out:
+        figure_format(out)  # the suffix chooses the format; anything else is refused before drawing
+        fig = plot_files(args.kind, args.files, level=args.level, layer=args.layer, per_run=args.per_run,
+                         band=args.band, title=args.title)
+        path = save_figure(fig, out, dpi=args.dpi)
     print(f"ticketlab plot: wrote {path}", file=sys.stderr)
     return 0

@@ -18,6 +18,7 @@ import pandas as pd
 from ticketlab.cli import example_epilog
 from ticketlab.cli._args import add_output_arguments, add_selection_arguments, emit
 from ticketlab.cli._output import fmt_float, fmt_int, fmt_ratio, fmt_str
+from ticketlab.cli.study import accept_study_directory
 
 
 def fmt_p(v: Any) -> str:
@@ -84,15 +85,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "p-value; --simulations adds a Monte Carlo p-value). With --effective: direct and effective density "
         "(Vysogorets & Kempe 2021) per layer and in total, for plain feed-forward stacks of Linear and Conv "
         "layers only (LeNet, Conv-2/4/6, VGG); residual networks are refused. The level is each file's last "
-        "unless --level N or FILE:N says otherwise.",
+        "unless --level N or FILE:N says otherwise. Given a study directory DIR, its chains are the files, read at "
+        "the last level all chains have done (or --level N, or --all-levels), each row naming its chain, method "
+        "(axis values but the seed) and seed.",
         epilog=example_epilog(
             "ticketlab structure runs/conv2.h5",
             "ticketlab structure runs/conv2.h5:5 --simulations 999",
             "ticketlab structure runs/lenet300.h5 --effective --all-levels",
             "ticketlab structure runs/lenet300.h5 --effective --csv > effective.csv",
+            "ticketlab structure runs/rewinding --effective           # a study: every chain, by method",
         ),
     )
     add_selection_arguments(p)
+    accept_study_directory(p)
     p.add_argument("--all-levels", action="store_true",
                    help="one row per level and layer, for every level of each file")
     p.add_argument("--effective", action="store_true",
@@ -114,15 +119,33 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ticketlab.frames import structure_table
+    from ticketlab.frames import matched_level, structure_table, study_argument
 
-    rows = _records(structure_table(args.files, level=args.level, all_levels=args.all_levels,
-                                    effective=args.effective, simulations=args.simulations, seed=args.seed))
+    specs, level, study = args.files, args.level, None
+    found = study_argument(args.files, args.level)
+    if found is not None:  # a study: its chain files at one matched level, each row naming its chain
+        study, level = found
+        specs = study.files
+        if not args.all_levels:
+            level = matched_level(study, level, pruned=False)
+    rows = _records(structure_table(specs, level=level, all_levels=args.all_levels, effective=args.effective,
+                                    simulations=args.simulations, seed=args.seed))
     columns = list(EFFECTIVE_COLUMNS if args.effective else STRUCTURE_COLUMNS)
     if not args.effective and args.simulations:
         columns.append(("p_value_sim", f"p (sim, B={args.simulations})", fmt_p))
-    if len(args.files) > 1:
-        columns.insert(0, ("file", "file", fmt_str))
     title = textwrap.fill(_EFFECTIVE_TITLE if args.effective else _STRUCTURE_TITLE, width=110)
+    if study is not None:
+        chains = study.by_file()
+        for r in rows:
+            c = chains[r["file"]]
+            r.update(chain=c.name, method=c.method, seed=c.seed)
+        identity = [("chain", "chain", fmt_str), ("method", "method", fmt_str), ("seed", "seed", fmt_str)]
+        if args.json or args.csv:  # the records of the chain files, then the chains' identities
+            columns = [("file", "file", fmt_str)] + columns + identity
+        else:
+            columns.insert(0, identity[0])
+            title = f"study {study.summary()}\n{title}"
+    elif len(args.files) > 1:
+        columns.insert(0, ("file", "file", fmt_str))
     emit(args, rows, columns, title=title)
     return 0

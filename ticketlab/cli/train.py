@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 from ticketlab.cli import example_epilog
 from ticketlab.errors import ConfigError
@@ -23,6 +27,32 @@ def _rate_or_none(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'none'; got {text!r}") from None
+
+
+def _classes(text: str) -> list[int] | str:
+    from ticketlab.datasets import parse_classes
+
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return list(parse_classes(text))
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _seeds(text: str) -> list[int]:
+    """``0-4``, ``0,2,5`` or ``0-2,7``: distinct seeds >= 0, in the order given."""
+    out: list[int] = []
+    for part in (x.strip() for x in text.split(",")):
+        first, sep, last = part.partition("-")
+        try:
+            lo, hi = int(first), int(last) if sep else int(first)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seeds like 0-4 or 0,2,5; got {text!r}") from None
+        if lo < 0 or hi < lo:
+            raise argparse.ArgumentTypeError(f"expected seeds >= 0 and ranges low-high; got {part!r}")
+        out += [s for s in range(lo, hi + 1) if s not in out]
+    return out
 
 
 def _layer_rate(text: str) -> tuple[str, float]:
@@ -52,17 +82,22 @@ def register(sub: argparse._SubParsersAction) -> None:
             "ticketlab train --preset lth-lenet300 --seed 1 --out lenet_s1.h5",
             "ticketlab train --preset lth-lenet300 --reset rewind:1000 --controls reinit,random",
             "ticketlab train --model conv4 --dataset cifar10 --data-dir ~/data --strategy global_magnitude",
+            "ticketlab train --preset lth-lenet300 --seeds 0-4 --out runs/lenet_seed{seed}.h5   # 5 seeds, batched",
             "ticketlab train --preset quickstart --out q.h5 --resume    # continue an interrupted run",
             "ticketlab train --preset quickstart --out q.h5 --resume --levels 9   # prune a finished run further",
             "ticketlab train --mask consensus.h5 --reset rewind-init --levels 0   # retrain a given ticket",
+            "ticketlab train --classes 0-4 --out digits04.h5 && ticketlab train --mask digits04.h5 --classes 5-9 "
+            "--levels 0 --out transfer.h5   # a ticket of digits 0-4 retrained on 5-9",
         ),
     )
     g = p.add_argument_group("run")
     g.add_argument("--preset", help=f"start from a preset: {PRESETS.choices()} (see 'ticketlab presets'); "
                    f"default: {DEFAULT_PRESET}")
     g.add_argument("--out", metavar="FILE.h5",
-                   help=f"ticket file to write (default: {default_output('<preset>', '<seed>')})")
-    g.add_argument("--resume", action="store_true", help="continue FILE from its last completed level")
+                   help=f"ticket file to write (default: {default_output('<preset>', '<seed>')}); missing "
+                   "directories are created; a file another process is writing is refused")
+    g.add_argument("--resume", action="store_true", help="continue FILE from its last completed level (FILE must "
+                   "exist)")
     g.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     g.add_argument("--mask", metavar="FILE[:LEVEL]",
                    help="start from this ticket (default: its last level) instead of the dense network: its mask "
@@ -70,11 +105,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--fresh-init", action="store_true",
                    help="with --mask: initialise from --seed instead of the ticket's initial weights")
     g.add_argument("--seed", type=int, help="seeds initialisation, data order, random pruning and controls")
+    g.add_argument("--seeds", type=_seeds, metavar="LIST",
+                   help="one run per seed, e.g. 0-4 or 0,2,5, their chains trained together in batched groups; "
+                   "--out then holds {seed} (default: " + str(default_output("<preset>", "{seed}")) + ")")
+    g.add_argument("--chains-per-process", type=int, metavar="K",
+                   help="the most chains (runs' chains and controls) trained together as one batched model "
+                   "(default: batched on CUDA, 1 on CPU, where batching measures slower); 1 runs one chain after "
+                   "another, each exactly as on its own")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-level lines")
     g = p.add_argument_group("model and data")
     g.add_argument("--model", help="model name (see 'ticketlab models')")
     g.add_argument("--dataset", help="dataset name (see 'ticketlab data list')")
+    g.add_argument("--classes", type=_classes, metavar="IDS",
+                   help="train and evaluate on these classes only, e.g. 0-4 or 0,2,4 (labels renumbered 0..k-1, "
+                   "one output per class; none: every class)")
     g.add_argument("--data-dir", help="directory holding <dataset>/ folders (default: the repository's data/)")
     g.add_argument("--val-size", type=int, help="validation examples held out from training (default 5000)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
@@ -114,7 +159,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 #: The flags that are run options (the others choose the file, the device and the output).
-OPTION_FLAGS = ["model", "dataset", "data_dir", "strategy", "rate", "output_rate", "layer_rate", "norm", "exclude",
+OPTION_FLAGS = ["model", "dataset", "classes", "data_dir", "strategy", "rate", "output_rate", "layer_rate", "norm", "exclude",
                 "levels", "reset", "controls", "retrain_iterations", "val_size", "augment", "seed", "optimizer", "lr",
                 "momentum", "nesterov", "weight_decay", "schedule", "milestones", "gamma", "warmup", "batch_size",
                 "iterations", "epochs", "eval_every"]
@@ -126,38 +171,163 @@ def config_from_args(args: argparse.Namespace):
     return config_from_flags(args.preset, {k: getattr(args, k) for k in OPTION_FLAGS})
 
 
+@contextlib.contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """SIGINT (Ctrl-C, ``kill -INT``) stops the run for the block, and is never lost.
+
+    The handler is installed even where the process inherited SIGINT as ignored: a shell without job control
+    starts background jobs (``ticketlab train ... &`` in a script) that way, and the run then went on to its
+    last level. The event it sets is checked again after every level, in case the KeyboardInterrupt was raised
+    inside code that swallows exceptions (a finalizer).
+    """
+    hit = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        hit.set()
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield hit
+        return
+    try:
+        yield hit
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     from ticketlab.cli.info import collect, render
     from ticketlab.lottery import IMPRun, load_start_ticket
+    from ticketlab.outputs import TICKET_SUFFIXES, OutputBusyError, OutputError, prepare_output
     from ticketlab.presets import default_output
 
-    config = config_from_args(args)
-    out = Path(args.out) if args.out else default_output(args.preset, config.seed)
-    if out.exists() and not (args.resume or args.overwrite):
-        raise ConfigError(f"{out} already exists; use --resume to continue it or --overwrite to replace it")
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; choose one")
     if args.fresh_init and not args.mask:
         raise ConfigError("--fresh-init goes with --mask")
-    start = load_start_ticket(args.mask, fresh_init=args.fresh_init) if args.mask else None
-    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    imp = IMPRun(config, out, device=args.device, progress=False if args.quiet else None, log=log)
-    start_mask = start_init = None
-    if start is not None:
+    if args.seeds is not None or args.chains_per_process is not None:
+        return _run_many(args)
+    config = config_from_args(args)
+    out = Path(args.out) if args.out else default_output(args.preset, config.seed)
+    # the lock is taken before anything is read or replaced, and held until the run ends
+    with _interruptible() as interrupted, prepare_output(out, inputs=[args.mask], overwrite=args.overwrite,
+                                                         resume=args.resume, suffixes=TICKET_SUFFIXES):
+        def log(line: str) -> None:
+            if not args.quiet:
+                print(line, file=sys.stderr, flush=True)
+            if interrupted.is_set():  # called after every completed level
+                raise KeyboardInterrupt
+
+        start = load_start_ticket(args.mask, fresh_init=args.fresh_init) if args.mask else None
+        imp = IMPRun(config, out, device=args.device, progress=False if args.quiet else None, log=log)
+        start_mask = start_init = None
+        if start is not None:
+            try:
+                start_mask, start_init = start.masks_for(imp.tensors, config.model), start.init
+            except ConfigError as err:
+                raise ConfigError(f"--mask {err}") from None
+        log(f"ticketlab train: {config.method()} on {config.model}/{config.task}, seed {config.seed} -> {out}")
+        if start is not None:
+            weights = "its initial weights" if start_init is not None else f"fresh initial weights (seed {config.seed})"
+            log(f"starting from the mask of {start.source} with {weights}")
         try:
-            start_mask, start_init = start.masks_for(imp.tensors, config.model), start.init
-        except ConfigError as err:
-            raise ConfigError(f"--mask {err}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    log(f"ticketlab train: {config.method()} on {config.model}/{config.dataset}, seed {config.seed} -> {out}")
-    if start is not None:
-        log(f"starting from the mask of {start.source} with "
-            + ("its initial weights" if start_init is not None else f"fresh initial weights (seed {config.seed})"))
-    try:
-        imp.run(resume=args.resume, overwrite=args.overwrite, start_mask=start_mask, start_init=start_init)
-    except KeyboardInterrupt:
-        print(f"\nticketlab train: interrupted; every completed level is saved in {out}. Continue with the same "
-              "command plus --resume.", file=sys.stderr)
-        return 130
+            imp.run(resume=args.resume, overwrite=args.overwrite, start_mask=start_mask, start_init=start_init)
+        except KeyboardInterrupt:
+            print(f"\nticketlab train: interrupted; every completed level is saved in {out}. Continue with the same "
+                  "command plus --resume.", file=sys.stderr)
+            return 130
+        except OutputError as err:
+            if isinstance(err, OutputBusyError) or not out.exists():
+                raise
+            raise OutputError(f"{err}; the completed levels are kept: make room and continue with --resume") from None
     print(render(collect(str(out))))
     return 0
+
+
+def _run_many(args: argparse.Namespace) -> int:
+    """``--seeds`` / ``--chains-per-process``: one run per seed, their chains batched (ticketlab.lottery.group)."""
+    from ticketlab.cli.info import collect, render
+    from ticketlab.lottery import load_start_ticket
+    from ticketlab.lottery.group import build_runs, run_runs
+    from ticketlab.outputs import TICKET_SUFFIXES, OutputBusyError, OutputError, prepare_output
+    from ticketlab.presets import default_output
+
+    if args.seeds is not None and args.seed is not None:
+        raise ConfigError("--seed and --seeds contradict each other; give one")
+    if args.chains_per_process is not None and args.chains_per_process < 1:
+        raise ConfigError(f"--chains-per-process must be >= 1; got {args.chains_per_process}")
+    seeds = args.seeds if args.seeds is not None else [args.seed]
+    configs = [config_from_args(argparse.Namespace(**{**vars(args), "seed": s})) for s in seeds]
+    if args.out and len(configs) > 1 and "{seed}" not in args.out:
+        raise ConfigError("--out must contain {seed} with several --seeds, one file per seed (e.g. --out "
+                          "runs/lenet_seed{seed}.h5)")
+    outs = [Path(args.out.replace("{seed}", str(c.seed))) if args.out else default_output(args.preset, c.seed)
+            for c in configs]
+    many = len(configs) > 1
+    with _interruptible() as interrupted, contextlib.ExitStack() as held:
+        for out in outs:  # every lock taken before anything is read or replaced, and held until the runs end
+            held.enter_context(prepare_output(out, inputs=[args.mask], overwrite=args.overwrite, resume=args.resume,
+                                              suffixes=TICKET_SUFFIXES))
+
+        def logger(prefix: str):
+            def log(line: str) -> None:
+                if not args.quiet:
+                    print(prefix + line, file=sys.stderr, flush=True)
+                if interrupted.is_set():  # called after every completed level of every run
+                    raise KeyboardInterrupt
+            return log
+
+        start = load_start_ticket(args.mask, fresh_init=args.fresh_init) if args.mask else None
+        runs = build_runs(configs, outs, device=args.device, progress=False if args.quiet else None,
+                          logs=[logger(f"seed {c.seed}: " if many else "") for c in configs])
+        start_mask = start_init = None
+        if start is not None:
+            try:
+                start_mask, start_init = start.masks_for(runs[0].tensors, configs[0].model), start.init
+            except ConfigError as err:
+                raise ConfigError(f"--mask {err}") from None
+        k = args.chains_per_process
+        if k is None:
+            from ticketlab.batched import default_chains_per_process
+
+            k = default_chains_per_process(runs[0].device)
+        c = configs[0]
+        target = args.out or str(default_output(args.preset, "{seed}"))
+        logger("")(f"ticketlab train: {c.method()} on {c.model}/{c.task}, seed{'s' if many else ''} "
+                   f"{','.join(str(x.seed) for x in configs)} -> {target if many else outs[0]}, "
+                   f"{k} chain{'s' if k > 1 else ''} per process")
+        try:
+            run_runs(runs, resume=args.resume, overwrite=args.overwrite, chains_per_process=k,
+                     start_mask=start_mask, start_init=start_init)
+        except KeyboardInterrupt:
+            where = "the --out files" if many else str(outs[0])
+            print(f"\nticketlab train: interrupted; every completed level is saved in {where}. Continue with the "
+                  "same command plus --resume.", file=sys.stderr)
+            return 130
+        except OutputError as err:
+            if isinstance(err, OutputBusyError) or not all(out.exists() for out in outs):
+                raise
+            raise OutputError(f"{err}; the completed levels are kept: make room and continue with --resume") from None
+    if not many:
+        print(render(collect(str(outs[0]))))
+        return 0
+    print(_runs_table([collect(str(out)) for out in outs]))
+    return 0
+
+
+def _runs_table(infos: list[dict[str, Any]]) -> str:
+    """One line per run: file, seed, status, levels, and the density and accuracy of its dense and last levels."""
+    from ticketlab.cli._output import fmt_float, fmt_int, fmt_str, table
+
+    rows = []
+    for info in infos:
+        chain = [r for r in info["levels"] if not r["branch"]]
+        first, last = (chain[0], chain[-1]) if chain else ({}, {})
+        rows.append({"file": info["file"], "seed": info["seed"], "status": info["status"], "levels": len(chain),
+                     "density": last.get("density"), "dense_acc": first.get("accuracy"),
+                     "last_acc": last.get("accuracy")})
+    return table(rows, [("file", "file", fmt_str), ("seed", "seed", fmt_int), ("status", "status", fmt_str),
+                        ("levels", "levels", fmt_int), ("density", "last density", fmt_float(4)),
+                        ("dense_acc", "dense accuracy", fmt_float(4)), ("last_acc", "last accuracy", fmt_float(4))])

@@ -23,6 +23,7 @@ Modules
 - :mod:`~ticketlab.datasets.cifar`: the CIFAR reader and its restricted unpickler;
 - :mod:`~ticketlab.datasets.loading`: :func:`load_dataset` and :class:`Dataset`;
 - :mod:`~ticketlab.datasets.splits`: the validation hold-out;
+- :mod:`~ticketlab.datasets.subsets`: class-subset tasks (``--classes 0-4``), labels renumbered;
 - :mod:`~ticketlab.datasets.augment`: batch augmentation;
 - :mod:`~ticketlab.datasets.fetch`: :func:`download`, checked against the published md5.
 """
@@ -49,6 +50,7 @@ from ticketlab.datasets.location import (
     default_data_dir,
 )
 from ticketlab.datasets.splits import LTH_VALIDATION_SIZE, validation_split
+from ticketlab.datasets.subsets import check_classes, classes_text, parse_classes, select_classes, task_name
 from ticketlab.datasets.loading import Dataset, load_dataset
 from ticketlab.datasets.augment import augment_cifar
 from ticketlab.datasets.fetch import download, file_md5
@@ -68,6 +70,8 @@ __all__ = [
     "RemoteFile",
     "RestrictedUnpickler",
     "augment_cifar",
+    "check_classes",
+    "classes_text",
     "data_dir_candidates",
     "dataset_status",
     "dataset_statuses",
@@ -77,8 +81,11 @@ __all__ = [
     "get_dataset_spec",
     "list_datasets",
     "load_dataset",
+    "parse_classes",
     "read_idx",
     "register_dataset",
     "restricted_loads",
+    "select_classes",
+    "task_name",
     "validation_split",
 ]

@@ -42,6 +42,7 @@ def _mnist() -> DatasetSpec:
         test_members=_IDX_TEST,
         train_size=60000,
         test_size=10000,
+        train_class_sizes=(5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
         homepage="http://yann.lecun.com/exdb/mnist/",
         citation="Y. LeCun, L. Bottou, Y. Bengio, P. Haffner: Gradient-based learning applied to document "
         "recognition. Proc. IEEE 86(11), 1998.",

@@ -13,6 +13,7 @@ import torch
 from ticketlab.datasets.location import data_dir_candidates, dataset_status, missing_message
 from ticketlab.datasets.registry import FORMATS, DatasetSpec, get_dataset_spec
 from ticketlab.datasets.splits import LTH_VALIDATION_SIZE, validation_split
+from ticketlab.datasets.subsets import check_classes, parse_classes, select_classes, task_name
 from ticketlab.errors import ConfigError
 
 __all__ = ["Dataset", "load_dataset"]
@@ -32,7 +33,7 @@ class Dataset:
     train_y, test_y : torch.Tensor
         int64 labels ``(N,)`` in ``0 .. num_classes - 1``.
     num_classes : int
-        Number of classes.
+        Number of classes (of the subset, for a class-subset task).
     class_names : tuple of str
         Name of each class, indexed by label.
     spec : DatasetSpec
@@ -41,6 +42,9 @@ class Dataset:
         The data directory the files were read from.
     normalized : bool
         Whether the per-channel standardisation was applied.
+    classes : tuple of int
+        For a class-subset task (:mod:`ticketlab.datasets.subsets`), the original ids of the classes kept, whose
+        labels are renumbered ``0 .. k - 1`` in this order; empty for the whole dataset.
     """
 
     name: str
@@ -53,6 +57,12 @@ class Dataset:
     spec: DatasetSpec
     data_dir: Path
     normalized: bool = True
+    classes: tuple[int, ...] = ()
+
+    @property
+    def task(self) -> str:
+        """``"mnist"``, or ``"mnist[0-4]"`` for a class subset."""
+        return task_name(self.name, self.classes)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -70,7 +80,7 @@ class Dataset:
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.input_shape))
         return (
-            f"Dataset(name={self.name!r}, train={len(self.train_y)}, test={len(self.test_y)}, "
+            f"Dataset(name={self.task!r}, train={len(self.train_y)}, test={len(self.test_y)}, "
             f"input={shape}, classes={self.num_classes}, normalized={self.normalized})"
         )
 
@@ -86,7 +96,8 @@ def _to_float(images: np.ndarray, mean: Sequence[float], std: Sequence[float], n
     return x
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normalize: bool = True) -> Dataset:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normalize: bool = True,
+                 classes: Sequence[int] | str | None = None) -> Dataset:
     """Load a registered dataset from its raw files into memory.
 
     Parameters
@@ -100,6 +111,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normal
     normalize : bool
         Standardise each channel with the spec's ``mean``/``std`` (default). When False, pixels are only
         scaled to [0, 1].
+    classes : sequence of int or str, optional
+        Keep only these classes (``[0, 1, 2, 3, 4]`` or ``"0-4"``) in the training and test sets, with labels
+        renumbered ``0 .. k - 1`` in ascending order of the ids (:mod:`ticketlab.datasets.subsets`); the
+        normalisation stays the whole dataset's. Default: every class.
 
     Returns
     -------
@@ -113,20 +128,30 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normal
         ``ticketlab data download NAME --data-dir DIR``); for a corrupt file (naming it).
     """
     spec = get_dataset_spec(name)
+    subset = parse_classes(classes)
+    check_classes(subset, spec.num_classes, spec.name)
     status = dataset_status(spec.name, data_dir)
     if not status.present:
         searched = None if data_dir is not None else data_dir_candidates()
         raise ConfigError(missing_message(spec, status, searched))
     train_img, train_lab, test_img, test_lab = FORMATS.get(spec.format).read(spec, status.dataset_dir)
+    train_x, test_x = (_to_float(i, spec.mean, spec.std, normalize) for i in (train_img, test_img))
+    train_y, test_y = (torch.from_numpy(np.ascontiguousarray(lab, dtype=np.int64)) for lab in (train_lab, test_lab))
+    names = tuple(spec.class_names)
+    if subset:
+        train_x, train_y = select_classes(train_x, train_y, subset)
+        test_x, test_y = select_classes(test_x, test_y, subset)
+        names = tuple(names[c] for c in subset)
     return Dataset(
         name=spec.name,
-        train_x=_to_float(train_img, spec.mean, spec.std, normalize),
-        train_y=torch.from_numpy(np.ascontiguousarray(train_lab, dtype=np.int64)),
-        test_x=_to_float(test_img, spec.mean, spec.std, normalize),
-        test_y=torch.from_numpy(np.ascontiguousarray(test_lab, dtype=np.int64)),
-        num_classes=spec.num_classes,
-        class_names=spec.class_names,
+        train_x=train_x,
+        train_y=train_y,
+        test_x=test_x,
+        test_y=test_y,
+        num_classes=len(names),
+        class_names=names,
         spec=spec,
         data_dir=status.data_dir,
         normalized=normalize,
+        classes=subset,
     )

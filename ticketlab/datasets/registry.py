@@ -87,6 +87,10 @@ class DatasetSpec:
         For ``"cifar"``: the dict key holding the labels (``"labels"``, or ``"fine_labels"`` for CIFAR-100).
     homepage, citation, licence : str
         Where the dataset is published, what to cite, and what is known about its licence.
+    train_class_sizes : tuple of int
+        Training images of each class, for a dataset whose classes are not all the same size (MNIST); empty for
+        a balanced one (``train_size / num_classes`` each). :meth:`train_size_of` uses it to count the epochs of
+        a class subset.
     """
 
     name: str
@@ -107,6 +111,7 @@ class DatasetSpec:
     homepage: str = ""
     citation: str = ""
     licence: str = ""
+    train_class_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         channels = self.input_shape[0]
@@ -120,6 +125,18 @@ class DatasetSpec:
             raise ConfigError(f"dataset {self.name!r}: mean and std need one value per channel ({channels}), std > 0")
         if self.format not in FORMATS:
             raise ConfigError(f"dataset {self.name!r}: {FORMATS.unknown_message(self.format)}")
+        if self.train_class_sizes and (len(self.train_class_sizes) != self.num_classes
+                                       or sum(self.train_class_sizes) != self.train_size):
+            raise ConfigError(f"dataset {self.name!r}: train_class_sizes must give one size per class, summing to "
+                              f"train_size ({self.train_size})")
+
+    def train_size_of(self, classes: tuple[int, ...] | list[int] = ()) -> int:
+        """Training images of the classes ``classes`` (all of them when empty)."""
+        if not classes:
+            return self.train_size
+        if self.train_class_sizes:
+            return sum(self.train_class_sizes[c] for c in classes)
+        return round(self.train_size * len(classes) / self.num_classes)
 
     @property
     def black(self) -> tuple[float, ...]:

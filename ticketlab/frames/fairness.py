@@ -1,7 +1,8 @@
 """Fairness of ticket files: a population of runs read into :class:`~ticketlab.analysis.fairness.FairnessRun`
 objects, the pruned level they are compared at, and every fairness section of them.
 
-The population is the runs (seeds) of one method; each file needs level 0 (the dense network) and a test-set
+A population is the runs (seeds) of one method (:func:`ticketlab.frames.populations`); files of several methods
+are analysed population by population, never pooled. Each file needs level 0 (the dense network) and a test-set
 evaluation at every level. The pruned level compared with level 0 is ``level``, the ``FILE:LEVEL`` of every
 file, or by default the last pruned level common to all files. The analyses are
 :mod:`ticketlab.analysis.fairness`; ``ticketlab fairness`` prints :func:`fairness_of_files`, and its
@@ -17,10 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ticketlab.analysis.fairness import SECTIONS, FairnessRun, check_same_test_set, fairness_analysis
+from ticketlab.analysis.fairness import EFFECT, SECTIONS, FairnessRun, check_same_test_set, fairness_analysis
 from ticketlab.errors import ConfigError, TicketFileError
 from ticketlab.frames.files import PathLike, closing, last_common_level, levels_text
-from ticketlab.frames.identity import run_identity, run_infos
+from ticketlab.frames.identity import Population, populations, populations_text, run_infos
 from ticketlab.store import Selection, TicketFile, check_same_model, parse_spec, select
 
 #: Sections that compare populations of models and need two runs or more.
@@ -123,7 +124,7 @@ def file_names(selections: Sequence[Selection]) -> list[str]:
 
 @dataclass
 class FairnessResult:
-    """The fairness analyses of a population of runs read from ticket files.
+    """The fairness analyses of the runs read from ticket files, population by population.
 
     Attributes
     ----------
@@ -131,23 +132,33 @@ class FairnessResult:
         The pruned level compared with level 0.
     runs : list of dict
         The ``runs`` section: one record per run with ``run``, ``seed``, ``method`` (as recorded), ``levels``,
-        ``level``, ``density``, ``dense_accuracy`` and ``accuracy`` (at ``level``).
+        ``level``, ``density``, ``dense_accuracy``, ``accuracy`` (at ``level``) and ``population``.
     sections : dict of str to DataFrame
-        What :func:`ticketlab.analysis.fairness.fairness_analysis` returned.
+        What :func:`ticketlab.analysis.fairness.fairness_analysis` returned, with a ``population`` column: the
+        per-run sections (``drops``, ``fit``) over every run, the population sections (``hooker``, ``pies``,
+        ``pie_examples``) computed separately for each population of two runs or more.
     warnings : list of str
-        Doubts about the population: runs of different methods, or files with one seed.
+        Doubts about the runs: files with one seed, populations too small for the population sections.
+    populations : list of dict
+        One record per population: ``population`` (its name), ``runs`` (how many) and ``files``.
     """
 
     level: int
     runs: list[dict[str, Any]]
     sections: dict[str, pd.DataFrame]
     warnings: list[str] = field(default_factory=list)
+    populations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def fairness_of_files(specs: Sequence[str], *, level: int | None = None, sections: Sequence[str] = SECTIONS,
                       alpha: float = 0.05, shift: str = "population", ties: str = "largest",
-                      names: str = "file") -> FairnessResult:
+                      names: str = "file", effect: float = EFFECT, mixed: str = "split",
+                      what: str = "fairness", groups: Sequence[Population] | None = None) -> FairnessResult:
     """Every fairness section of the runs in ``specs``, as ``ticketlab fairness`` prints them.
+
+    The runs are grouped into populations (runs of one method, model and dataset; :func:`ticketlab.frames.
+    populations`): a population statistic (Hooker et al.'s test, PIEs) is computed within each population of two
+    runs or more, never across methods.
 
     Parameters
     ----------
@@ -157,55 +168,101 @@ def fairness_of_files(specs: Sequence[str], *, level: int | None = None, section
         The pruned level (default: every file's ``:LEVEL``, else the last pruned level common to all files).
     sections : sequence of str
         Which of :data:`~ticketlab.analysis.fairness.SECTIONS` to compute; those of
-        :data:`POPULATION_SECTIONS` are left out for a single run.
-    alpha, shift, ties
+        :data:`POPULATION_SECTIONS` only for populations of two runs or more.
+    alpha, shift, ties, effect
         As for :func:`~ticketlab.analysis.fairness.fairness_analysis`.
     names : {"file", "run"}
         Name the runs by file name, or by run label (method and seed, :func:`ticketlab.frames.run_infos`).
+    mixed : {"split", "refuse"}
+        Runs of several methods: analyse each population separately (default), or refuse with a one-line error
+        naming the methods (what a figure of one population needs).
+    what : str
+        The command, for the refusal (``"plot 'pies'"``).
+    groups : sequence of Population, optional
+        The populations, by positions in ``specs`` (default: :func:`ticketlab.frames.populations` of the files).
+        A study passes its own: chains that differ only in their seed (:func:`ticketlab.frames.read_study`).
     """
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha must be a number in (0, 1); got {alpha}")
     if names not in ("file", "run"):
         raise ConfigError(f"names must be 'file' or 'run'; got {names!r}")
+    if mixed not in ("split", "refuse"):
+        raise ConfigError(f"mixed must be 'split' or 'refuse'; got {mixed!r}")
     if not specs:
         raise ConfigError("no ticket files given")
     with closing(select(specs, level)) as opened_sels:
         sels, level = population_level(opened_sels, level)
         check_same_model(sels)
         tickets = [s.ticket for s in sels]
+        pops = populations(tickets) if groups is None else list(groups)
+        if mixed == "refuse" and len(pops) > 1:
+            raise ConfigError(f"{what} shows one population (runs of one method, different seeds), but the files "
+                              f"hold {len(pops)} methods: {populations_text(pops, tickets)}; give the files of "
+                              "one method")
         run_names = file_names(sels) if names == "file" else [r.run for r in run_infos(tickets)]
         runs, labels, class_names = load_runs(sels, level, run_names)
-        warnings = []
-        methods = {run_identity(t).parts: t.method for t in tickets}
-        if len(methods) > 1:
-            warnings.append(f"the runs were made by different methods ({'; '.join(sorted(methods.values()))}); "
-                            "populations should be runs (seeds) of one method")
-        seeds = [t.seed for t in tickets if t.seed is not None]
-        if len(set(seeds)) < len(seeds):
-            warnings.append(f"several files have the same seed ({seeds}); are they the same run?")
-        several = len(sels) > 1
-        wanted = [s for s in SECTIONS if s in sections and (several or s not in POPULATION_SECTIONS)]
+        member_of = {i: p.name for p in pops for i in p.members}
+        warnings = _population_warnings(pops, tickets, sections)
+        per_run = [s for s in SECTIONS if s in sections and s not in POPULATION_SECTIONS]
         result = fairness_analysis(runs, level, labels=labels, class_names=class_names, alpha=alpha, shift=shift,
-                                   ties=ties, sections=wanted)
+                                   ties=ties, sections=per_run, effect=effect)
+        by_name = {r.name: member_of[i] for i, r in enumerate(runs)}
+        for frame in result.values():
+            frame["population"] = frame["run"].map(by_name)
+        pooled: dict[str, list[pd.DataFrame]] = {}
+        wanted = [s for s in SECTIONS if s in sections and s in POPULATION_SECTIONS]
+        for p in pops:
+            if len(p.members) < 2 or not wanted:
+                continue
+            part = fairness_analysis([runs[i] for i in p.members], level, labels=labels, class_names=class_names,
+                                     alpha=alpha, shift=shift, ties=ties, sections=wanted, effect=effect)
+            for key, frame in part.items():
+                pooled.setdefault(key, []).append(frame.assign(population=p.name))
+        for key, frames in pooled.items():
+            result[key] = pd.concat(frames, ignore_index=True)
+        result = {k: result[k] for k in SECTIONS if k in result}
         records = [{
             "run": r.name, "seed": r.seed, "method": t.method, "levels": levels_text(list(r.levels)),
             "level": level, "density": float(r.density[r.row(level)]),
             "dense_accuracy": float(r.accuracy[r.row(0)]), "accuracy": float(r.accuracy[r.row(level)]),
-        } for r, t in zip(runs, tickets)]
-    return FairnessResult(level, records, result, warnings)
+            "population": member_of[i],
+        } for i, (r, t) in enumerate(zip(runs, tickets))]
+        summary = [{"population": p.name, "runs": len(p.members),
+                    "files": [str(tickets[i].path) for i in p.members]} for p in pops]
+    return FairnessResult(level, records, result, warnings, summary)
 
 
-def fairness_frames(paths: Sequence[PathLike | TicketFile], *, level: int | None = None
+def _population_warnings(pops: Sequence[Population], tickets: Sequence[TicketFile],
+                         sections: Sequence[str]) -> list[str]:
+    out = []
+    for p in pops:
+        seeds = [tickets[i].seed for i in p.members if tickets[i].seed is not None]
+        if len(set(seeds)) < len(seeds):
+            out.append(f"several files of population {p.name!r} have the same seed ({seeds}); are they the same "
+                       "run?")
+    asked = [s for s in POPULATION_SECTIONS if s in sections]
+    single = [p for p in pops if len(p.members) < 2]
+    if asked and len(tickets) > 1 and single:
+        out.append("Hooker et al.'s test and PIEs need two runs or more of one method; left out for "
+                   + populations_text(single, tickets))
+    return out
+
+
+def fairness_frames(paths: Sequence[PathLike | TicketFile], *, level: int | None = None, what: str = "fairness_frames"
                     ) -> tuple[dict[str, pd.DataFrame], int]:
     """The fairness analyses of one population of runs (seeds of one method), as ``ticketlab fairness`` computes them.
 
     Parameters
     ----------
     paths : sequence of path-like or TicketFile
-        Ticket files of one model with level 0 (the dense network) and a test-set evaluation at every level.
+        Ticket files of one model with level 0 (the dense network) and a test-set evaluation at every level,
+        all runs of one method (:func:`ticketlab.frames.populations`); files of several methods are refused with
+        a one-line :class:`~ticketlab.errors.ConfigError` naming them.
     level : int, optional
         The pruned level for the intensification scatter, Hooker et al.'s test and PIEs (default: the last
         level common to all files).
+    what : str
+        The caller named in the refusal (``"plot 'pies'"``).
 
     Returns
     -------
@@ -215,7 +272,7 @@ def fairness_frames(paths: Sequence[PathLike | TicketFile], *, level: int | None
         their run labels (method, seed). ``level`` is the pruned level used.
     """
     specs = [str(p.path) if isinstance(p, TicketFile) else str(p) for p in paths]
-    result = fairness_of_files(specs, level=level, names="run")
+    result = fairness_of_files(specs, level=level, names="run", mixed="refuse", what=what)
     return result.sections, result.level
 
 

@@ -9,6 +9,12 @@ runs shown together are named by the parts they do not share (:func:`method_labe
     with open_ticket("rewind_s0.h5") as t:
         run_identity(t)      # RunIdentity(parts=('layer_magnitude', '50%/level', 'reset rewind-init'), ...)
     run_infos(tickets)       # labels such as "rewind-init, seed 0" that tell the files apart
+    populations(tickets)     # [Population("rewind-init", (0, 1)), Population("finetune", (2, 3))]
+
+A *population* is the runs of one method: the same identity parts (strategy, rates, reset mode, ...), the same
+control branches, model and dataset (task), different seeds. Commands that compute a statistic over a population
+of runs (``ticketlab fairness``, ``plot class-drops``/``pies``/``intensification``) group their files with
+:func:`populations` and never pool two methods into one statistic.
 """
 
 from __future__ import annotations
@@ -156,16 +162,23 @@ class RunInfo:
 def run_infos(tickets: Sequence[TicketFile]) -> list[RunInfo]:
     """Identity of each ticket file: short method names across all of them and unique run labels.
 
-    The run label is ``"<method>, seed <s>"``, prefixed with the model when the files hold several models; when
-    two files would still get one label, the file name is added.
+    The run label is ``"<method>, seed <s>"``, prefixed with the model when the files hold several models; the
+    method is followed by ``" on <dataset>"`` when files of one model record several datasets (class subsets
+    included); when two files would still get one label, the file name is added.
     """
     identities = [run_identity(t) for t in tickets]
     labels = method_labels(identities)
     models = {t.model for t in tickets}
+    datasets: dict[str, set[str]] = {}  # per model, the datasets recorded
+    for t in tickets:
+        if t.dataset is not None:
+            datasets.setdefault(t.model, set()).add(t.dataset.name)
     out = []
     for t, ident in zip(tickets, identities):
         method = labels[ident]
         ds = t.dataset
+        if ds is not None and len(datasets[t.model]) > 1:  # one method on two tasks (mnist[0-4], mnist[5-9])
+            method = f"{method} on {ds.name}"
         run = method + (f", seed {ident.seed}" if ident.seed is not None else "")
         if len(models) > 1:
             run = f"{t.model}: {run}"
@@ -182,4 +195,69 @@ def run_infos(tickets: Sequence[TicketFile]) -> list[RunInfo]:
     return out
 
 
-__all__ = ["METHOD_KEYS", "RunIdentity", "run_identity", "method_labels", "RunInfo", "run_infos"]
+def population_key(ticket: TicketFile) -> tuple[Any, ...]:
+    """What runs of one population share: model, dataset (with its class subset), method parts and controls."""
+    ident = run_identity(ticket)
+    ds = ticket.dataset
+    return (ticket.model, None if ds is None else ds.name, ident.parts, ident.controls)
+
+
+@dataclass(frozen=True)
+class Population:
+    """Runs of one method (same :func:`population_key`), by their positions in the list given to :func:`populations`.
+
+    Attributes
+    ----------
+    name : str
+        A short name that tells the populations given together apart (method, then model, dataset and controls
+        where they differ).
+    members : tuple of int
+        Positions of the runs in the list of tickets.
+    key : tuple
+        The :func:`population_key` the members share.
+    """
+
+    name: str
+    members: tuple[int, ...]
+    key: tuple[Any, ...] = field(compare=False)
+
+
+def populations(tickets: Sequence[TicketFile]) -> list[Population]:
+    """Group ticket files into populations (runs of one method, model and dataset), in order of first appearance."""
+    keys = [population_key(t) for t in tickets]
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    firsts = {key: run_identity(tickets[idx[0]]) for key, idx in groups.items()}
+    labels = method_labels(list(firsts.values()))
+    differ = [len({k[j] for k in groups}) > 1 for j in range(4)]  # model, dataset, parts, controls
+    # controls are named only where the method names alone do not tell the populations apart
+    named_controls = differ[3] and len({labels[i] for i in firsts.values()}) < len(groups)
+    out = []
+    for key, idx in groups.items():
+        model, dataset, _, controls = key
+        name = labels[firsts[key]]
+        if named_controls:
+            name += ", controls " + ("+".join(controls) if controls else "none")
+        if differ[1]:
+            name += f" on {dataset or 'unknown data'}"
+        if differ[0]:
+            name = f"{model}: {name}"
+        out.append(Population(name, tuple(idx), key))
+    if len({p.name for p in out}) < len(out):  # identities that the labels do not tell apart: number them
+        out = [Population(f"{p.name} ({i + 1})", p.members, p.key) for i, p in enumerate(out)]
+    return out
+
+
+def populations_text(pops: Sequence[Population], tickets: Sequence[TicketFile]) -> str:
+    """``"rewind-init (2 runs: a.h5, b.h5); finetune (1 run: c.h5)"``, for messages."""
+    def files(p: Population) -> str:
+        names = [os.path.basename(str(tickets[i].path)) for i in p.members]
+        return ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
+
+    return "; ".join(f"{p.name} ({len(p.members)} run{'s' if len(p.members) != 1 else ''}: {files(p)})"
+                     for p in pops)
+
+
+__all__ = ["METHOD_KEYS", "RunIdentity", "run_identity", "method_labels", "RunInfo", "run_infos",
+           "population_key", "Population", "populations", "populations_text"]

@@ -45,7 +45,9 @@ def _one(specs: Sequence[str], level: int | None) -> tuple[str, int | None]:
 LOADERS.register("runs", lambda k, specs, o: runs_frame(_paths(k, specs)))
 LOADERS.register("layers", lambda k, specs, o: layers_frame(_paths(k, specs)))
 LOADERS.register("level-overlap", lambda k, specs, o: level_overlap_frame(_paths(k, specs)))
-LOADERS.register("fairness", lambda k, specs, o: fairness_frames(list(specs), level=o["level"]))
+# one population per figure: files of several methods are refused, naming them (fairness_frames)
+LOADERS.register("fairness", lambda k, specs, o: fairness_frames(list(specs), level=o["level"],
+                                                                 what=f"plot {k.name!r}"))
 
 
 @LOADERS.register("overlap")

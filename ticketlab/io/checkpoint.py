@@ -30,6 +30,7 @@ the size of the checkpoint. Levels are written one tensor at a time through ``Ti
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,9 +41,11 @@ import numpy as np
 
 from ticketlab import store
 from ticketlab.errors import ConfigError, TicketFileError
+from ticketlab.io.checkpoint_source import Checkpoint, blocks_hold_whole_slices, iter_chunks
 from ticketlab.io.common import ImportResult, check_output, natural_key, tensor_kind
 from ticketlab.io.names import canonical_key
-from ticketlab.io.tensorfiles import Checkpoint, TensorRef, blocks_hold_whole_slices, iter_chunks, nonzero
+from ticketlab.io.safe_json import short_repr
+from ticketlab.io.tensorfiles import TensorRef, nonzero
 from ticketlab.masks import TensorInfo, density, pack_mask, unpack_mask
 from ticketlab.outputs import atomic_output
 
@@ -87,7 +90,7 @@ class TensorScan:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def zero_fraction(self) -> float:
@@ -117,7 +120,7 @@ class _NMSearch:
     def update(self, mask: np.ndarray) -> None:
         if not self.hist:
             return
-        row = int(np.prod(self.shape[1:], dtype=np.int64))  # weights per slice of the leading dimension
+        row = math.prod(self.shape[1:])  # weights per slice of the leading dimension
         rows = mask.size // row
         for dim in {d for d, _ in self.hist}:
             if dim == -1:
@@ -197,6 +200,9 @@ def _canonical_refs(ck: Checkpoint) -> dict[str, TensorRef]:
                           "import it with 'ticketlab import torch-prune'")
     out: dict[str, TensorRef] = {}
     for key, ref in ck.tensors.items():
+        if not key or "\x00" in key or key in (".", ".."):
+            raise TicketFileError(f"{ck.path}: tensor name {short_repr(key)} cannot name a tensor of a ticket file "
+                                  "(empty, '.', '..' or with a NUL character)")
         c = canonical_key(key)
         if c in out:
             raise TicketFileError(f"{ck.path}: keys {out[c].name!r} and {key!r} both name tensor {c!r}")

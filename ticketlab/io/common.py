@@ -1,7 +1,7 @@
 """What every importer shares: the result record, the output-path check, tensor kinds and natural name order.
 
 Importers write their outputs with :func:`ticketlab.outputs.atomic_outputs` (the project's one copy-and-rename
-writer), after :func:`check_output` has validated each path.
+writer, which holds each output's one-writer lock), after :func:`check_output` has validated each path.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from ticketlab.errors import TicketFileError
+from ticketlab import outputs
 
 
 @dataclass
@@ -46,15 +46,13 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Validate an output path before any work: refuse an existing file unless ``overwrite``; create parents."""
-    out = Path(out)
-    if out.is_dir():
-        raise TicketFileError(f"{out}: is a directory; --out names the ticket file to write (e.g. run.h5)")
-    if out.exists() and not overwrite:
-        raise TicketFileError(f"{out}: already exists; choose another path or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
+def check_output(out: str | os.PathLike, overwrite: bool, *, inputs: Iterable[str | os.PathLike | None] = ()
+                 ) -> Path:
+    """Validate a ticket file to write before any work, by the rule every writer follows
+    (:func:`ticketlab.outputs.check_output`): an ``.h5`` file, no directory, none of ``inputs``, an existing
+    file only with ``overwrite``; missing parent directories are created. The write itself
+    (:func:`~ticketlab.outputs.atomic_outputs`) takes the file's one-writer lock."""
+    return outputs.check_output(out, inputs=inputs, overwrite=overwrite, suffixes=outputs.TICKET_SUFFIXES)
 
 
 def tensor_kind(name: str, shape: tuple[int, ...]) -> str:

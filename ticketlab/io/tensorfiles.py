@@ -1,17 +1,20 @@
 """Reading tensor files one tensor (and one slice) at a time, without ever unpickling arbitrary objects.
 
-Three sources, one interface (:class:`TensorRef`: name, shape, dtype and reads of flat element ranges):
+Two kinds of file, one interface (:class:`TensorRef`: name, shape, dtype and reads of flat element ranges):
 
-- **safetensors** files, read by this module: an 8-byte little-endian header length ``n``, ``n`` bytes of JSON
-  ``{name: {"dtype": "BF16", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}}``, then
-  the raw little-endian tensors, at ``8 + n + begin``. No third-party library is needed; every offset and
-  length is checked against the file, so a truncated or corrupted file is refused with a message.
+- **safetensors** files (:class:`SafetensorsFile`): an 8-byte little-endian header length ``n``, ``n`` bytes of
+  JSON ``{name: {"dtype": "BF16", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}}``,
+  then the raw little-endian tensors, at ``8 + n + begin``. No third-party library is needed. The header is
+  validated in full before any data is read (:mod:`ticketlab.io.safetensors_header`: bounded length and
+  nesting, shapes against byte ranges in Python integers, no overlaps), so a truncated, corrupted or crafted
+  file is refused with one line. The format has no checksum: a flipped byte in the data is a different weight.
 - **PyTorch files** (``torch.save`` of a state dict): loaded with ``torch.load(weights_only=True)`` (memory
-  mapped when the file is in the zip format), so a file that needs any object other than tensors and plain
-  containers is refused (:func:`load_torch`). Nothing is ever unpickled with ``weights_only=False``.
-- **sharded Hugging Face directories**: ``model.safetensors.index.json`` (or ``pytorch_model.bin.index.json``)
-  whose ``weight_map`` names the shard of every tensor; or a directory with one ``model.safetensors`` /
-  ``pytorch_model.bin``.
+  mapped when the file is in the zip format, after every member of the archive passed its CRC-32 check), so a
+  file that needs any object other than tensors and plain containers is refused (:func:`load_torch`). Nothing
+  is ever unpickled with ``weights_only=False``. Tensors that cannot be read as flat arrays (sparse, quantised,
+  complex, expanded views) are named by :func:`unusable_tensor`.
+
+Sharded Hugging Face directories are opened by :mod:`ticketlab.io.checkpoint_source`.
 
 Floating-point data is handed out *raw*: as unsigned integers of the same width (``uint16`` for bfloat16 and
 float16, ``uint32`` for float32, ...), so that "is this weight exactly zero" is a bit test
@@ -22,43 +25,26 @@ converted to float32 exactly (``raw << 16``) only where values are needed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 import numpy as np
 
 from ticketlab.errors import TicketFileError
+from ticketlab.io.safe_json import short_repr
+from ticketlab.io.safetensors_header import SAFETENSORS_DTYPES, corrupted, read_header
 
-# safetensors dtype → (torch dtype name, raw numpy dtype, is floating)
-SAFETENSORS_DTYPES: dict[str, tuple[str, str, bool]] = {
-    "F64": ("float64", "<u8", True),
-    "F32": ("float32", "<u4", True),
-    "F16": ("float16", "<u2", True),
-    "BF16": ("bfloat16", "<u2", True),
-    "F8_E4M3": ("float8_e4m3fn", "u1", True),
-    "F8_E5M2": ("float8_e5m2", "u1", True),
-    "I64": ("int64", "<i8", False),
-    "I32": ("int32", "<i4", False),
-    "I16": ("int16", "<i2", False),
-    "I8": ("int8", "i1", False),
-    "U64": ("uint64", "<u8", False),
-    "U32": ("uint32", "<u4", False),
-    "U16": ("uint16", "<u2", False),
-    "U8": ("uint8", "u1", False),
-    "BOOL": ("bool", "u1", False),
-}
 _TORCH_TO_ST = {v[0]: k for k, v in SAFETENSORS_DTYPES.items()}
 # numpy dtype of the *values* of each torch dtype (bfloat16 and float8 have none: float32 holds them exactly)
 _VALUE_DTYPES = {"float64": "<f8", "float32": "<f4", "float16": "<f2", "bfloat16": "<f4", "float8_e4m3fn": "<f4",
                  "float8_e5m2": "<f4", "int64": "<i8", "int32": "<i4", "int16": "<i2", "int8": "i1",
                  "uint64": "<u8", "uint32": "<u4", "uint16": "<u2", "uint8": "u1", "bool": "?"}
-_MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
-INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def nonzero(raw: np.ndarray, dtype: str) -> np.ndarray:
@@ -107,7 +93,7 @@ class TensorRef:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # Python integers: never wraps around
 
     @property
     def is_float(self) -> bool:
@@ -153,47 +139,16 @@ class SafetensorsFile:
             raise
 
     def _bad(self, why: str) -> TicketFileError:
-        return TicketFileError(f"{self.path}: not a valid safetensors file; it is truncated or corrupted ({why})")
+        return corrupted(self.path, why)
 
     def _parse(self) -> None:
-        f = self._f
-        file_size = os.fstat(f.fileno()).st_size
-        head = f.read(8)
-        if len(head) < 8:
-            raise self._bad("shorter than its 8-byte header length")
-        (n,) = struct.unpack("<Q", head)
-        if n > _MAX_HEADER or n > file_size - 8:
-            raise self._bad(f"header length {n} does not fit a file of {file_size} bytes")
-        try:
-            header = json.loads(f.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise self._bad(f"header is not JSON: {err}") from None
-        if not isinstance(header, dict):
-            raise self._bad("header is not a JSON object")
-        self._base = 8 + n
-        data_size = file_size - self._base
-        meta = header.pop("__metadata__", None) or {}
-        self.metadata = {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
-        for name, info in header.items():
-            try:
-                st_dtype = info["dtype"]
-                shape = tuple(int(s) for s in info["shape"])
-                begin, end = (int(x) for x in info["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                raise self._bad(f"entry {name!r} lacks dtype, shape or data_offsets") from None
-            if st_dtype not in SAFETENSORS_DTYPES:
-                self.skipped[name] = st_dtype
-                continue
-            torch_dtype, raw_dtype, _ = SAFETENSORS_DTYPES[st_dtype]
-            count = int(np.prod(shape, dtype=np.int64))
-            nbytes = count * np.dtype(raw_dtype).itemsize
-            if any(s < 0 for s in shape) or not 0 <= begin <= end or end - begin != nbytes:
-                raise self._bad(f"tensor {name!r}: offsets [{begin}, {end}) do not match shape {list(shape)} of "
-                                f"{st_dtype}")
-            if end > data_size:
-                raise self._bad(f"tensor {name!r} ends at byte {self._base + end} but the file has {file_size} bytes")
-            self.tensors[name] = TensorRef(name, shape, torch_dtype, str(self.path),
-                                           self._reader(name, self._base + begin, np.dtype(raw_dtype)))
+        header = read_header(self._f, self.path)  # validated in full: see ticketlab.io.safetensors_header
+        self.metadata = dict(header.metadata)
+        self.skipped = dict(header.skipped)
+        for e in header.entries:
+            torch_dtype, raw_dtype, _ = SAFETENSORS_DTYPES[e.dtype]
+            self.tensors[e.name] = TensorRef(e.name, e.shape, torch_dtype, str(self.path),
+                                             self._reader(e.name, header.base + e.begin, np.dtype(raw_dtype)))
 
     def _reader(self, name: str, offset: int, raw: np.dtype) -> Callable[[int, int], np.ndarray]:
         def read(start: int, stop: int) -> np.ndarray:
@@ -204,7 +159,7 @@ class SafetensorsFile:
             out = np.empty(count, dtype=raw)
             got = self._f.readinto(memoryview(out).cast("B")) if count else 0
             if got != count * raw.itemsize:
-                raise self._bad(f"tensor {name!r}: file ended while reading")
+                raise self._bad(f"tensor {short_repr(name)}: file ended while reading")
             return out
 
         return read
@@ -245,7 +200,7 @@ def write_safetensors(path: str | os.PathLike,
     for name, shape, dt, _ in entries:
         if dt not in _TORCH_TO_ST:
             raise TicketFileError(f"{path}: cannot write dtype {dt!r} of {name!r} to safetensors")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(SAFETENSORS_DTYPES[_TORCH_TO_ST[dt]][1]).itemsize
+        nbytes = math.prod(shape) * np.dtype(SAFETENSORS_DTYPES[_TORCH_TO_ST[dt]][1]).itemsize
         header[name] = {"dtype": _TORCH_TO_ST[dt], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()
@@ -270,11 +225,32 @@ def write_safetensors(path: str | os.PathLike,
 # PyTorch files
 
 
+# What torch's weights-only unpickler says of bytes that are not a pickle at all (rather than objects it refuses)
+_NOT_A_PICKLE = ("Unsupported operand", "String is too long", "persistent id", "persistent_load", "Expected bytes")
+
+
 def _unpickling_detail(err: Exception) -> str:
-    for line in str(err).splitlines():
+    """The informative line of torch's multi-line weights-only message (what it refused, or why it stopped)."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        rest = [line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines() if line.strip()]
+        if rest:
+            return rest[0][:200]
+    for line in text.splitlines():
         if "GLOBAL" in line or "Unsupported" in line:
-            return line.strip()
-    return str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            return line.strip()[:200]
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def _check_zip(path: Path) -> None:
+    """Raise if ``path`` starts like a zip archive (as torch's format does) and a member fails its CRC-32."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return
+    with zipfile.ZipFile(path) as z:
+        bad = z.testzip()  # reads every member in 1 MiB blocks
+    if bad is not None:
+        raise zipfile.BadZipFile(f"member {short_repr(bad)} fails its CRC-32 check")
 
 
 def load_torch(path: str | os.PathLike, *, what: str = "file", mmap: bool = True) -> Any:
@@ -282,7 +258,9 @@ def load_torch(path: str | os.PathLike, *, what: str = "file", mmap: bool = True
 
     A file that needs unpickling of objects other than tensors and plain containers (a whole ``nn.Module``
     saved with ``torch.save(model)``, a checkpoint holding numpy scalars, a malicious pickle) is refused with
-    :class:`TicketFileError` before any of its code can run; truncated or corrupted files likewise.
+    :class:`TicketFileError` before any of its code can run; truncated or corrupted files likewise. Files in
+    the zip format (every ``torch.save`` since PyTorch 1.6) have every member checked against its CRC-32 first
+    (memory-mapped loading would not), so a flipped byte in the weights is an error, not a different weight.
     """
     import torch
 
@@ -290,6 +268,7 @@ def load_torch(path: str | os.PathLike, *, what: str = "file", mmap: bool = True
     if not path.is_file():
         raise TicketFileError(f"{path}: no such {what}")
     try:
+        _check_zip(path)
         try:
             return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
         except RuntimeError as err:
@@ -297,6 +276,9 @@ def load_torch(path: str | os.PathLike, *, what: str = "file", mmap: bool = True
                 return torch.load(str(path), map_location="cpu", weights_only=True)
             raise
     except pickle.UnpicklingError as err:
+        if any(w in str(err) for w in _NOT_A_PICKLE):
+            raise TicketFileError(f"{path}: cannot read the {what}; it is not a PyTorch file, or it is truncated or "
+                                  f"corrupted ({_unpickling_detail(err)})") from None
         raise TicketFileError(
             f"{path}: refused: the {what} holds pickled Python objects other than tensors ({_unpickling_detail(err)})."
             " ticketlab loads .pth/.pt files only with torch.load(weights_only=True) and never unpickles "
@@ -363,114 +345,20 @@ def torch_ref(name: str, t: Any, source: str) -> TensorRef:
     return TensorRef(name, tuple(int(s) for s in t.shape), dtype, source, read)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Any checkpoint
+def unusable_tensor(t: Any) -> str | None:
+    """Why a loaded torch tensor cannot be read as a flat array (``None`` when it can): a layout other than
+    strided (sparse, quantised), a dtype without a numpy counterpart (complex, quantised, 4-bit), or more elements
+    than its storage holds (an expanded view: stride 0 over a few values, which reading whole would multiply)."""
+    import torch
 
-
-class Checkpoint:
-    """A dense checkpoint opened tensor by tensor: a PyTorch state dict file, a ``.safetensors`` file, or a
-    (sharded) Hugging Face directory. :attr:`tensors` maps names to :class:`TensorRef`; :attr:`notes` says what
-    was skipped. Close it (or use ``with``) to release file handles."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.tensors: dict[str, TensorRef] = {}
-        self.notes: list[str] = []
-        self._files: list[SafetensorsFile] = []
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
-
-    def _open(self) -> None:
-        p = self.path
-        if not p.exists():
-            raise TicketFileError(f"{p}: no such file or directory")
-        if p.is_dir():
-            index = next((p / n for n in INDEX_FILES if (p / n).is_file()), None)
-            if index is not None:
-                self._open_index(index)
-                return
-            single = [p / n for n in SINGLE_FILES if (p / n).is_file()]
-            if not single:
-                raise TicketFileError(
-                    f"{p}: a directory without {' or '.join(INDEX_FILES)} or {' / '.join(SINGLE_FILES)}; pass the "
-                    "checkpoint file itself, or the directory of a Hugging Face model")
-            self._open_file(single[0])
-            return
-        self._open_file(p)
-
-    def _open_file(self, path: Path, names: Iterable[str] | None = None) -> None:
-        if path.suffix == ".safetensors":
-            st = SafetensorsFile(path)
-            self._files.append(st)
-            for name, dt in st.skipped.items():
-                self.notes.append(f"{path}: skipped {name!r} of dtype {dt}, which this reader does not know")
-            refs = st.tensors
-        else:
-            sd, notes = state_dict_of(load_torch(path, what="checkpoint"), path)
-            self.notes += notes
-            refs = {k: torch_ref(k, v, str(path)) for k, v in sd.items()}
-        if names is None:
-            self.tensors.update(refs)
-            return
-        for name in names:
-            if name not in refs:
-                raise TicketFileError(f"{path}: the index names tensor {name!r} in this shard, but the shard lacks it")
-            self.tensors[name] = refs[name]
-
-    def _open_index(self, index: Path) -> None:
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-            if not isinstance(weight_map, dict):
-                raise TypeError("weight_map is not an object")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-            raise TicketFileError(f"{index}: not a valid sharded-checkpoint index ({err})") from None
-        shards: dict[str, list[str]] = {}
-        for name, shard in weight_map.items():
-            shards.setdefault(str(shard), []).append(str(name))
-        for shard, names in shards.items():
-            shard_path = index.parent / shard
-            if not shard_path.resolve().is_relative_to(index.parent.resolve()):
-                raise TicketFileError(f"{index}: shard path {shard!r} leaves the directory")
-            if not shard_path.is_file():
-                raise TicketFileError(f"{index}: names shard {shard}, which is missing from {index.parent}")
-            self._open_file(shard_path, names)
-
-    def close(self) -> None:
-        for f in self._files:
-            f.close()
-        self._files = []
-
-    def __enter__(self) -> "Checkpoint":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def iter_chunks(ref: TensorRef, max_elements: int, align_rows: int = 16) -> Iterator[tuple[int, int]]:
-    """Flat ``[start, stop)`` ranges covering ``ref`` in blocks of about ``max_elements``.
-
-    Normally a block holds whole leading-dimension slices, a multiple of ``align_rows`` of them (except the last
-    block), so that groups of up to ``align_rows`` consecutive slices or elements never straddle two blocks and
-    every block but the last holds a multiple of 8 elements (bit packing stays aligned). When ``align_rows``
-    slices would exceed ``4 * max_elements`` (e.g. shape ``(1, 10**9)``), blocks split slices instead, at
-    multiples of ``align_rows`` elements; see :func:`blocks_hold_whole_slices`."""
-    size = ref.size
-    if size == 0:
-        return
-    row = size // ref.shape[0] if ref.shape and ref.shape[0] else size
-    if not blocks_hold_whole_slices(ref, max_elements, align_rows):  # huge slices: split inside them, at
-        step = max(align_rows, max_elements // align_rows * align_rows)  # multiples of align_rows elements
-    else:
-        step = max(align_rows, (max_elements // row) // align_rows * align_rows) * row
-    for start in range(0, size, step):
-        yield start, min(size, start + step)
-
-
-def blocks_hold_whole_slices(ref: TensorRef, max_elements: int, align_rows: int = 16) -> bool:
-    """Whether :func:`iter_chunks` gives blocks of whole leading-dimension slices for ``ref``."""
-    row = ref.size // ref.shape[0] if ref.shape and ref.shape[0] else ref.size
-    return row * align_rows <= max(4 * max_elements, align_rows)
+    dtype = str(t.dtype).replace("torch.", "")
+    if t.is_quantized:
+        return f"a quantised tensor ({dtype}), which this reader does not know"
+    if t.layout != torch.strided:
+        return f"its layout {str(t.layout).replace('torch.', '')} is not a plain (strided) tensor"
+    if dtype not in _VALUE_DTYPES:
+        return f"dtype {dtype}, which this reader does not know"
+    if t.numel() * t.element_size() > t.untyped_storage().nbytes():
+        return (f"an expanded view: shape {list(t.shape)} over a storage of {t.untyped_storage().nbytes()} bytes; "
+                "save it with .contiguous()")
+    return None

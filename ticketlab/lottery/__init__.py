@@ -21,6 +21,8 @@ Modules
 ``distributed``  :func:`resolve_device` and :class:`Distributed` (the process group under torchrun).
 ``start``        :class:`StartTicket`: a ticket's mask and initial weights to start a run from.
 ``run``          the loop: :class:`IMPRun` and :func:`run_imp`.
+``group``        several runs at once, their chains trained in batched groups: :func:`run_imps`,
+                 :class:`IMPGroup`.
 
 The registries need no torch; the names that do are loaded on first use, so listing reset modes (``ticketlab
 train --help``) stays fast.
@@ -40,6 +42,7 @@ _LAZY = {
     "Distributed": "distributed", "resolve_device": "distributed",
     "StartTicket": "start", "load_start_ticket": "start",
     "IMPRun": "run", "run_imp": "run",
+    "IMPGroup": "group", "run_imps": "group",
 }
 
 __all__ = ["CONTROLS", "RESET_MODES", "Control", "ResetMode", "parse_reset", "resolve_reset", *_LAZY]

@@ -59,6 +59,12 @@ class RunConfig:
         Seeds initialisation, data order, random pruning and controls.
     data_dir : str or None
         Where datasets are read from; not part of the run's identity.
+    classes : tuple of int
+        A class-subset task (``--classes 0-4``; :mod:`ticketlab.datasets.subsets`): the original ids of the classes
+        whose training, validation and test examples are kept, labels renumbered 0 .. k−1 so the output layer has
+        k units. Given as ids, or as text such as ``"0-4"`` or ``"0,2,4"``; stored sorted. Empty (default): every
+        class. :func:`~ticketlab.lottery.load_data` applies it to a registry dataset; restrict your own
+        :class:`~ticketlab.lottery.RunData` with :func:`ticketlab.datasets.select_classes`.
     """
 
     model: str = "lenet300"
@@ -79,8 +85,10 @@ class RunConfig:
     augment: bool = False
     seed: int = 0
     data_dir: str | None = None
+    classes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        from ticketlab.datasets import check_classes, classes_text, get_dataset_spec, list_datasets, parse_classes
         from ticketlab.pruning import STRATEGIES
 
         # model and dataset are registry names, or labels of the caller's own (IMPRun's model_factory and data);
@@ -134,6 +142,15 @@ class RunConfig:
             raise ConfigError("train must be a TrainConfig")
         if self.val_size < 0:
             raise ConfigError(f"val_size must be >= 0; got {self.val_size}")
+        object.__setattr__(self, "classes", parse_classes(self.classes))
+        if self.classes and self.dataset in list_datasets():
+            spec = get_dataset_spec(self.dataset)
+            check_classes(self.classes, spec.num_classes, self.dataset)
+            n_train = spec.train_size_of(self.classes)
+            if self.val_size >= n_train:
+                raise ConfigError(f"val_size ({self.val_size}) must be smaller than the {n_train:,} training "
+                                  f"examples of classes {classes_text(self.classes)} of {self.dataset}; "
+                                  "choose a smaller --val-size")
         _, _, unit = resolve_reset(self.reset)
         if self.retrain_iterations is not None and self.retrain_iterations < 1:
             raise ConfigError(f"retrain_iterations must be >= 1; got {self.retrain_iterations}")
@@ -161,14 +178,23 @@ class RunConfig:
         """The registry entry of :attr:`reset`, which carries the mode's behaviour."""
         return resolve_reset(self.reset)[0]
 
+    @property
+    def task(self) -> str:
+        """The data the run learns: ``"mnist"``, or ``"mnist[0-4]"`` for a class subset (the name in the ticket
+        file's dataset record)."""
+        from ticketlab.datasets import task_name
+
+        return task_name(self.dataset, self.classes)
+
     def steps_per_epoch(self) -> int | None:
-        """Iterations per epoch of the registry dataset's training set (minus the validation hold-out); ``None``
-        for a dataset that is not in the registry (IMPRun then counts the data it is given)."""
+        """Iterations per epoch of the registry dataset's training set (of the classes of a class subset, minus the
+        validation hold-out); ``None`` for a dataset that is not in the registry (IMPRun then counts the data it is
+        given)."""
         from ticketlab.datasets import get_dataset_spec, list_datasets
 
         if self.dataset not in list_datasets():
             return None
-        n_train = get_dataset_spec(self.dataset).train_size - self.val_size
+        n_train = get_dataset_spec(self.dataset).train_size_of(self.classes) - self.val_size
         return steps_per_epoch(n_train, self.train.batch_size)
 
     def rewind_iteration(self, steps_per_epoch: int | None = None) -> int:
@@ -218,6 +244,7 @@ class RunConfig:
         d["exclude"] = list(self.exclude)
         d["layer_rates"] = [list(x) for x in self.layer_rates]
         d["controls"] = list(self.controls)
+        d["classes"] = list(self.classes)
         return d
 
     @classmethod
@@ -229,7 +256,7 @@ class RunConfig:
         d = dict(d)
         if "train" in d and not isinstance(d["train"], TrainConfig):
             d["train"] = TrainConfig.from_dict(d["train"])
-        for key in ("exclude", "controls"):
+        for key in ("exclude", "controls", "classes"):
             if key in d:
                 d[key] = tuple(d[key])
         if "layer_rates" in d:
@@ -240,6 +267,8 @@ class RunConfig:
         """The settings that must match for ``--resume`` to continue a run (everything but ``data_dir``)."""
         d = self.to_dict()
         d.pop("data_dir")
+        if not d["classes"]:  # files made before class subsets existed record none
+            d.pop("classes")
         for k, v in d.pop("train").items():  # flat, so that a refusal names the one setting that differs
             d[f"train.{k}"] = v
         return d

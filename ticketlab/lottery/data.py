@@ -37,10 +37,11 @@ class RunData:
 
 
 def load_data(config: RunConfig) -> RunData:
-    """Load the dataset and carve the validation split (fixed seed ``split_seed``)."""
+    """Load the dataset (only the classes of ``config.classes``, when given) and carve the validation split (fixed
+    seed ``split_seed``) from its training set."""
     from ticketlab.datasets import load_dataset, validation_split
 
-    ds = load_dataset(config.dataset, config.data_dir)
+    ds = load_dataset(config.dataset, config.data_dir, classes=config.classes)
     if config.val_size >= len(ds.train_y):
         raise ConfigError(f"val_size ({config.val_size}) must be smaller than the training set ({len(ds.train_y)})")
     train_idx, val_idx = validation_split(len(ds.train_y), config.val_size, config.split_seed)

@@ -9,6 +9,7 @@ trains is its control's (:mod:`ticketlab.lottery.resets`); the loop asks the reg
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import functools
@@ -28,6 +29,7 @@ from ticketlab.lottery.data import RunData, load_data
 from ticketlab.lottery.distributed import Distributed, resolve_device
 from ticketlab.lottery.resets import CONTROLS, Sources
 from ticketlab.masks import TensorInfo
+from ticketlab.outputs import make_parents, output_lock
 from ticketlab.training import TrainConfig, steps_per_epoch, train
 
 
@@ -190,7 +192,7 @@ class IMPRun:
         config = c.to_dict()
         config["seeds"] = seeds.seeds_record(c.seed, c.split_seed)
         store.create(self.path, tensors=self.tensors, model=c.model, method=c.method(), config=config, seed=c.seed,
-                     dataset=store.DatasetInfo(c.dataset, self.data.num_classes, self.data.class_names,
+                     dataset=store.DatasetInfo(c.task, self.data.num_classes, self.data.class_names,
                                                self.data.test[1].numpy()),
                      init_weights=init, overwrite=overwrite)
         return init
@@ -226,36 +228,28 @@ class IMPRun:
             start_init: Mapping[str, Any] | None = None) -> Path:
         """Run (or resume) the whole IMP chain; returns the ticket file's path.
 
+        ``resume`` continues the file from its last completed level, or starts it when there is no file yet
+        (the command line refuses ``--resume`` with nothing to resume); ``overwrite`` replaces an existing file.
+        Missing parent directories are created. The file's one-writer lock
+        (:func:`ticketlab.outputs.output_lock`) is held for the whole run: a run aimed at a file another process
+        is writing is refused at once (:class:`~ticketlab.outputs.OutputBusyError`), before anything is replaced.
+
         Under ``torchrun`` (several processes), rank 0 creates the file, prunes and writes; every rank trains its
         share of each batch (DistributedDataParallel) and receives the same mask from rank 0.
         """
-        try:
-            return self._run(resume, overwrite, start_mask, start_init)
-        finally:
-            self.dist.close()
+        with contextlib.ExitStack() as lock:
+            try:
+                # one writer per file: the lock is held for the whole run, taken before anything is replaced
+                self.dist.on_primary(lambda: lock.enter_context(output_lock(make_parents(self.path))) and None)
+                return self._run(resume, overwrite, start_mask, start_init)
+            finally:
+                self.dist.close()
 
     def _run(self, resume: bool, overwrite: bool, start_mask: Mapping[str, np.ndarray] | None,
              start_init: Mapping[str, Any] | None) -> Path:
         c, d = self.config, self.dist
-        initial_masks = {t.name: np.ones(t.shape, bool) for t in self.tensors}
-        if start_mask is not None:  # validated before anything is written
-            from ticketlab.masks import check_masks
-
-            initial_masks = check_masks(start_mask, self.tensors)
-        if start_init is not None:
-            start_init = self._check_init(start_init)
-
-        def prepare() -> list[int]:
-            if self.path.exists() and not (resume or overwrite):
-                raise ConfigError(f"{self.path} already exists; use --resume to continue it or --overwrite to "
-                                  "replace it")
-            if resume and self.path.exists():
-                self._check_resumable()
-                return store.open_ticket(self.path).levels
-            self._create(overwrite=overwrite, init=start_init)
-            return []
-
-        done = d.on_primary(prepare)
+        initial_masks, start_init = self._start_point(start_mask, start_init)
+        done = d.on_primary(lambda: self._prepare_file(resume, overwrite, start_init))
         with store.open_ticket(self.path) as t:
             init = _torch_weights(t.weights("init"))
         writer = store.TicketWriter(self.path) if d.primary else None
@@ -290,24 +284,11 @@ class IMPRun:
                 rewind = _torch_weights(t.weights(checkpoint))
 
         for level in range(1, c.levels + 1):
-            with store.open_ticket(self.path) as t:
-                have_level = level in t.levels
-                have_branches = set(t.branches(level)) if have_level else set()
-                if have_level and have_branches >= set(c.controls):
-                    continue
-                prev_masks = t.masks(level - 1)
-                prev_trained = _torch_weights(t.weights(level=level - 1))
-                stored_masks = t.masks(level) if have_level else None
-            start_weights = reset.start_weights(Sources(init=init, trained=prev_trained, rewind=rewind,
-                                                        fresh=self._fresh, seed=c.seed, level=level))
-            if stored_masks is not None:
-                masks = stored_masks
-            else:
-                def prune_level() -> dict[str, np.ndarray]:
-                    pruned = self._prune(prev_trained, prev_masks, level)
-                    return reset.level_masks(pruned, self.tensors, c.seed, level)
-
-                masks = d.on_primary(prune_level)
+            inputs = self._level_inputs(level, init, rewind)
+            if inputs is None:
+                continue
+            start_weights, masks, stored, have_branches = inputs
+            if not stored:
                 start = time.perf_counter()
                 trained, ev = self._retrain(_masked(start_weights, masks), masks, f"level {level}")
                 d.on_primary(lambda: writer.write_level(
@@ -319,6 +300,62 @@ class IMPRun:
             d.on_primary(lambda: self.log(self._line(level)))
         d.on_primary(lambda: writer.set_status("complete"))
         return self.path
+
+    # -- hooks shared with the batched loop of several runs (ticketlab.lottery.group) --------------------------
+
+    def _start_point(self, start_mask: Mapping[str, np.ndarray] | None, start_init: Mapping[str, Any] | None
+                     ) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor] | None]:
+        """Level 0's masks (all ones, or the given start mask) and the given initial weights, both checked."""
+        initial_masks = {t.name: np.ones(t.shape, bool) for t in self.tensors}
+        if start_mask is not None:  # validated before anything is written
+            from ticketlab.masks import check_masks
+
+            initial_masks = check_masks(start_mask, self.tensors)
+        if start_init is not None:
+            start_init = self._check_init(start_init)
+        return initial_masks, start_init
+
+    def _prepare_file(self, resume: bool, overwrite: bool, start_init: Mapping[str, Any] | None) -> list[int]:
+        """Create the ticket file (or check the one to resume); the levels it already holds."""
+        if self.path.exists() and not (resume or overwrite):
+            raise ConfigError(f"{self.path} already exists; use --resume to continue it or --overwrite to "
+                              "replace it")
+        if resume and self.path.exists():
+            self._check_resumable()
+            return store.open_ticket(self.path).levels
+        self._create(overwrite=overwrite, init=start_init)
+        return []
+
+    def _level_inputs(self, level: int, init: Mapping[str, torch.Tensor], rewind: Mapping[str, torch.Tensor] | None):
+        """What pruned level ``level`` trains, read from the file: ``(start weights, masks, stored, controls
+        written)`` (``stored``: the level itself is written, only controls may be missing), or ``None`` when the
+        level and all its controls are written. The masks are pruned from the previous level (on the primary)."""
+        c, reset = self.config, self.config.reset_mode
+        with store.open_ticket(self.path) as t:
+            have_level = level in t.levels
+            have_branches = set(t.branches(level)) if have_level else set()
+            if have_level and have_branches >= set(c.controls):
+                return None
+            prev_masks = t.masks(level - 1)
+            prev_trained = _torch_weights(t.weights(level=level - 1))
+            stored_masks = t.masks(level) if have_level else None
+        start_weights = reset.start_weights(Sources(init=init, trained=prev_trained, rewind=rewind,
+                                                    fresh=self._fresh, seed=c.seed, level=level))
+        if stored_masks is not None:
+            return start_weights, stored_masks, True, have_branches
+
+        def prune_level() -> dict[str, np.ndarray]:
+            pruned = self._prune(prev_trained, prev_masks, level)
+            return reset.level_masks(pruned, self.tensors, c.seed, level)
+
+        return start_weights, self.dist.on_primary(prune_level), False, have_branches
+
+    def _control_inputs(self, control: str, level: int, masks, start_weights):
+        """The control ``control`` at ``level``: ``(entry, seed, masks, start weights)`` (pruned weights zeroed)."""
+        entry = CONTROLS.get(control)
+        seed = seeds.level_seed(self.config.seed, entry.stream, level)
+        m = self.dist.on_primary(lambda: entry.masks(masks, self.tensors, np.random.default_rng(seed)))
+        return entry, seed, m, _masked(entry.start_weights(start_weights, self._fresh, seed), m)
 
     def _check_init(self, weights: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Given initial weights as a state dict for this run's model; refuses missing keys and wrong shapes."""
@@ -336,10 +373,7 @@ class IMPRun:
 
     def _control(self, writer: store.TicketWriter | None, control: str, level: int, masks, start_weights) -> None:
         """Train the control ``control`` beside the chain at ``level`` and write it as a branch."""
-        entry = CONTROLS.get(control)
-        seed = seeds.level_seed(self.config.seed, entry.stream, level)
-        m = self.dist.on_primary(lambda: entry.masks(masks, self.tensors, np.random.default_rng(seed)))
-        w = _masked(entry.start_weights(start_weights, self._fresh, seed), m)
+        entry, seed, m, w = self._control_inputs(control, level, masks, start_weights)
         trained, ev = self._retrain(w, m, f"level {level} {control}")
         self.dist.on_primary(lambda: writer.write_branch(
             level, control, m, kind=control, evaluation=ev, init_weights=w, weights=trained, seed=seed,
@@ -356,7 +390,21 @@ class IMPRun:
 
 def run_imp(config: RunConfig, path: str | Path, *, resume: bool = False, overwrite: bool = False,
             device: str = "auto", progress: bool | None = None, log: Callable[[str], None] | None = None,
-            start_mask: Mapping[str, np.ndarray] | None = None, start_init: Mapping[str, Any] | None = None) -> Path:
-    """Run IMP as configured and write every level to the ticket file at ``path``; see :class:`IMPRun`."""
+            start_mask: Mapping[str, np.ndarray] | None = None, start_init: Mapping[str, Any] | None = None,
+            chains_per_process: int | None = None, precision: str = "float32") -> Path:
+    """Run IMP as configured and write every level to the ticket file at ``path``; see :class:`IMPRun`.
+
+    Given a list of configs and a list of paths, runs them all with their chains trained in batched groups and
+    returns the list of paths (:func:`ticketlab.lottery.run_imps`, which ``chains_per_process`` and ``precision``
+    are for; with one config they batch its controls with its chain).
+    """
+    if isinstance(config, (list, tuple)) or chains_per_process is not None or precision != "float32":
+        from ticketlab.lottery.group import run_imps
+
+        many = isinstance(config, (list, tuple))
+        out = run_imps(list(config) if many else [config], list(path) if many else [path], resume=resume,
+                       overwrite=overwrite, device=device, progress=progress, log=log, start_mask=start_mask,
+                       start_init=start_init, chains_per_process=chains_per_process, precision=precision)
+        return out if many else out[0]
     return IMPRun(config, path, device=device, progress=progress, log=log).run(
         resume=resume, overwrite=overwrite, start_mask=start_mask, start_init=start_init)

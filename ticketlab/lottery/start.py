@@ -5,7 +5,8 @@
     run.run(start_mask=ticket.masks_for(run.tensors, config.model), start_init=ticket.init)
 
 ``ticketlab train --mask FILE[:LEVEL]`` is this: level 0 of the new run is trained with the ticket's mask, from
-its initial weights (or, with ``fresh_init``, from the new run's own).
+its initial weights (or, with ``fresh_init``, from the new run's own; a ticket without initial weights needs
+``fresh_init``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class StartTicket:
     ----------
     masks : {tensor name: bool array}
     init : state dict of numpy arrays, or None
-        The file's initial weights (``None`` when the file has none, or when a fresh start was asked for).
+        The file's initial weights (``None`` when a fresh start was asked for).
     source : str
         ``"FILE:LEVEL"``, for messages.
     """
@@ -53,9 +54,19 @@ class StartTicket:
 def load_start_ticket(spec: str, *, fresh_init: bool = False) -> StartTicket:
     """``FILE[:LEVEL]`` → its level's masks (default: the last level) and the file's initial weights.
 
-    ``fresh_init`` leaves the initial weights out, so the run initialises from its own seed.
+    ``fresh_init`` leaves the initial weights out, so the run initialises from its own seed. A mask-only ticket
+    (no ``init`` checkpoint: imported masks, or ``ticketlab intersect`` of them) is refused without
+    ``fresh_init``, rather than silently trained from other weights than the ticket's.
     """
     (sel,) = store.select([spec])
+    source = f"{sel.path}:{sel.level}"
     with sel.ticket as t:
-        init = t.weights("init") if "init" in t.checkpoints() and not fresh_init else None
-        return StartTicket(t.masks(sel.level), init, f"{sel.path}:{sel.level}")
+        if fresh_init:
+            init = None
+        elif "init" in t.checkpoints():
+            init = t.weights("init")
+        else:
+            raise ConfigError(f"{sel.path} holds masks only (no initial weights); pass --fresh-init to initialise "
+                              f"from --seed, or make the ticket with initial weights ('ticketlab intersect ... "
+                              f"--init FILE')")
+        return StartTicket(t.masks(sel.level), init, source)

@@ -37,6 +37,11 @@ excess_drop_plot               each class's drop minus the overall drop at one l
 intensification_plot           class accuracy vs dense class accuracy with the OLS fit; slope per level
 hooker_plot                    Hooker et al.'s test: change in (recall − accuracy) per class
 pie_plot                       pruning-identified exemplars per class
+study_accuracy                 a study: accuracy vs density per method, band over seeds (also study_early_stop)
+method_overlap_heatmap         a study: method x method mean Jaccard at one level, beside chance
+class_drops_by_method          a study: per-class accuracy drop per method, range over seeds
+hooker_by_method               a study: Hooker et al.'s change per class and method, impacted classes marked
+structure_vs_density           a study: fully pruned groups and effective density vs density per method
 =============================  =================================================================================
 """
 
@@ -48,6 +53,8 @@ from ticketlab.plots.kinds import PLOTS, PlotKind, get_plot, list_plots, registe
 from ticketlab.plots.layers import layer_density_heatmap, layer_density_lines
 from ticketlab.plots.overlap import jaccard_heatmap, jaccard_vs_level
 from ticketlab.plots.structure import fully_pruned_plot, kernel_fractions, kernel_heatmap
+from ticketlab.plots.study import (class_drops_by_method, hooker_by_method, method_overlap_heatmap, structure_vs_density,
+                                   study_accuracy, study_early_stop, study_metric_vs_density)
 
 __all__ = [
     "COLORBLIND", "FORMATS", "figure_format", "palette", "save_figure",
@@ -57,4 +64,6 @@ __all__ = [
     "kernel_fractions", "kernel_heatmap", "fully_pruned_plot",
     "class_drop_plot", "class_accuracy_plot", "excess_drop_plot", "intensification_plot", "hooker_plot", "pie_plot",
     "PLOTS", "PlotKind", "get_plot", "list_plots", "register_plot",
+    "study_metric_vs_density", "study_accuracy", "study_early_stop", "method_overlap_heatmap",
+    "class_drops_by_method", "hooker_by_method", "structure_vs_density",
 ]

@@ -23,6 +23,13 @@ def _levels(levels: pd.Series) -> str:
     return f"{lv[0]}–{lv[-1]}" if lv == list(range(lv[0], lv[-1] + 1)) and len(lv) > 2 else ", ".join(map(str, lv))
 
 
+def _of_population(frame: pd.DataFrame) -> str:
+    """``" of rewind-init"`` when the frame names the one population its runs belong to."""
+    if "population" in frame.columns and frame["population"].nunique() == 1:
+        return f" of {frame['population'].iloc[0]}"
+    return ""
+
+
 def class_drop_plot(drops: pd.DataFrame, *, title: str | None = None) -> Any:
     """Each class's accuracy drop against the overall accuracy drop, level by level (mean over runs).
 
@@ -57,7 +64,7 @@ def class_drop_plot(drops: pd.DataFrame, *, title: str | None = None) -> Any:
     n = drops["run"].nunique() if "run" in drops.columns else 1
     ax.set_title(title if title is not None else
                  f"Per-class vs overall accuracy drop; each line runs through levels {_levels(mean['level'])}\n"
-                 f"from the origin (level 0); mean over {n} run{'s' if n != 1 else ''}",
+                 f"from the origin (level 0); mean over {n} run{'s' if n != 1 else ''}{_of_population(drops)}",
                  fontsize=10)
     legend_outside(ax, title="class")
     return fig
@@ -135,7 +142,8 @@ def pie_plot(pies: pd.DataFrame, *, title: str | None = None) -> Any:
     ----------
     pies : pandas.DataFrame
         The ``pies`` section (:func:`ticketlab.analysis.fairness.pie_counts`): ``class_name``, ``pies``,
-        ``examples``, ``pie_fraction`` (and ``level``).
+        ``examples``, ``pie_fraction`` (and ``level``; ``pies_tied``, ``n_dense``, ``n_pruned`` and ``population``,
+        when present, go into the default title: how many PIEs rest on a tie, over how many models).
     title : str, optional
 
     Returns
@@ -161,7 +169,11 @@ def pie_plot(pies: pd.DataFrame, *, title: str | None = None) -> Any:
     level = pies["level"].dropna().iloc[0] if "level" in pies.columns and pies["level"].notna().any() else None
     total, n = int(pies["pies"].sum()), int(pies["examples"].sum())
     default = (f"{total:,} of {n:,} test examples are PIEs" + (f" at level {level}" if level is not None else "")
-               + " (above each bar: PIEs / class examples)")
+               + _of_population(pies) + " (above each bar: PIEs / class examples)")
+    tied = int(pies["pies_tied"].sum()) if "pies_tied" in pies.columns else 0
+    if tied and {"n_dense", "n_pruned"} <= set(pies.columns) and pies["n_dense"].notna().any():
+        default += (f"\n{tied:,} of them rest on a tie between labels: modal labels over only "
+                    f"{int(pies['n_dense'].iloc[0])} dense and {int(pies['n_pruned'].iloc[0])} pruned models")
     ax.set_title(title if title is not None else default, fontsize=10)
     return fig
 

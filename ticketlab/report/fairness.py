@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from ticketlab.analysis.fairness import EFFECT
 from ticketlab.plots.fairness import (class_accuracy_plot, class_drop_plot, excess_drop_plot, hooker_plot,
                                       intensification_plot, pie_plot)
 from ticketlab.report.page import ReportPage
@@ -27,10 +28,12 @@ FIT_TABLE = [("run", "run"), ("level", "level"), ("density", "density"), ("n_cla
 HOOKER_TABLE = [("class", "class"), ("class_name", "name"), ("n_dense", "dense models"),
                 ("n_pruned", "pruned models"), ("dense_recall", "dense recall"), ("pruned_recall", "pruned recall"),
                 ("dense_gap", "dense recall − acc"), ("pruned_gap", "pruned recall − acc"), ("change", "change"),
-                ("t", "t"), ("dof", "dof"), ("p_value", "p"), ("impacted", "impacted")]
+                ("t", "t"), ("dof", "dof"), ("p_value", "p"), ("impacted", "impacted"),
+                ("mde", "detectable change (80% power)"), ("power", "power at the stated change"),
+                ("runs_needed", "runs needed per side"), ("caveat", "caveat")]
 PIE_TABLE = [("class", "class"), ("class_name", "name"), ("examples", "examples"), ("pies", "PIEs"),
              ("pie_fraction", "PIE fraction"), ("pies_pruned_correct", "PIEs pruned-correct"),
-             ("pies_dense_correct", "PIEs dense-correct")]
+             ("pies_dense_correct", "PIEs dense-correct"), ("pies_tied", "PIEs on a tie"), ("caveat", "caveat")]
 _DROP_MEANS = ["dense_class_accuracy", "class_accuracy", "drop", "relative_drop", "overall_drop", "excess_drop"]
 
 
@@ -45,7 +48,7 @@ def _drop_table(page: ReportPage, drops: pd.DataFrame, level: int, runs: int) ->
 
 
 def fairness_section(page: ReportPage, sections: Mapping[str, pd.DataFrame], level: int, *, alpha: float = 0.05,
-                     detail: bool = False) -> None:
+                     detail: bool = False, effect: float = EFFECT) -> None:
     """The figures and tables of one population's fairness analyses, added to ``page``.
 
     Parameters
@@ -57,6 +60,8 @@ def fairness_section(page: ReportPage, sections: Mapping[str, pd.DataFrame], lev
         The pruned level compared with level 0.
     alpha : float
         The significance level the Hooker test used, stated on the page.
+    effect : float
+        The change the Hooker test's power columns are stated for.
     detail : bool
         The standalone page: a heading per analysis, class accuracy and excess-drop figures, the Hooker figure
         and every table. Without it (the report): class drops, intensification and PIE figures, the mean drop
@@ -87,7 +92,8 @@ def fairness_section(page: ReportPage, sections: Mapping[str, pd.DataFrame], lev
     if "hooker" in sections:
         h = sections["hooker"]
         page.paragraph(f"Hooker et al.'s per-class Welch t-test, dense vs level {level}: "
-                       f"{int(h['impacted'].sum())} of {len(h)} classes impacted at p ≤ {alpha:g}.")
+                       f"{int(h['impacted'].sum())} of {len(h)} classes impacted at p ≤ {alpha:g}."
+                       + _hooker_caveat(h, effect))
         if detail:
             page.figure(hooker_plot(h), "Change in mean (recall − accuracy) from the dense to the pruned "
                         "population; red: impacted.")
@@ -98,15 +104,38 @@ def fairness_section(page: ReportPage, sections: Mapping[str, pd.DataFrame], lev
         page.heading("Pruning-identified exemplars")
     if "pies" in sections:
         pies = sections["pies"]
-        if detail:
+        tied = int(pies["pies_tied"].sum()) if "pies_tied" in pies.columns else 0
+        if detail or tied:
             total, n = int(pies["pies"].sum()), int(pies["examples"].sum())
-            page.paragraph(f"{total:,} of {n:,} test examples are PIEs at level {level}.")
+            page.paragraph(f"{total:,} of {n:,} test examples are PIEs at level {level}"
+                           + (f"; {tied:,} of them rest on a tie between labels (a modal label over "
+                              f"{_models(pies)} models)." if tied else "."), note=bool(tied))
         page.figure(pie_plot(pies), f"Pruning-identified exemplars per class at level {level}; above each bar the "
                     "fraction of the class's test examples.")
         if detail:
             page.table(pies, PIE_TABLE)
     elif detail:
         page.paragraph("Needs at least two runs (e.g. seeds) of one method and the test predictions.", note=True)
+
+
+def _models(frame: pd.DataFrame) -> str:
+    d, p = (frame[k].dropna() for k in ("n_dense", "n_pruned"))
+    return f"{int(d.iloc[0])} dense and {int(p.iloc[0])} pruned" if len(d) and len(p) else "few"
+
+
+def _hooker_caveat(h: pd.DataFrame, effect: float = EFFECT) -> str:
+    """One sentence of what the test cannot show, when its rows carry caveats."""
+    if "caveat" not in h.columns or not h["caveat"].astype(bool).any():
+        return ""
+    flagged = h[h["caveat"].astype(bool)]
+    runs = f"{int(h['n_dense'].iloc[0])} dense and {int(h['n_pruned'].iloc[0])} pruned runs"
+    mde = flagged["mde"].dropna()
+    need = flagged["runs_needed"].replace(float("inf"), float("nan")).dropna()
+    return (f" Caveat: with {runs}, {len(flagged)} of {len(h)} tests are underpowered"
+            + (f": they detect with 80% power only changes of {mde.min():.3f}–{mde.max():.3f} or more"
+               if len(mde) else "")
+            + (f", and a change of {effect:g} would need {int(need.min())}–{int(need.max())} runs per side"
+               if len(need) else "") + "; read 'impacted' as a hint, not a finding.")
 
 
 def fairness_definitions(level: int, *, alpha: float = 0.05, shift: str = "population",
@@ -127,6 +156,14 @@ def fairness_definitions(level: int, *, alpha: float = 0.05, shift: str = "popul
          + ("the population's mean accuracy (as in Hooker et al.'s code)" if shift == "population"
             else "the model's own accuracy")
          + f"; a class is impacted when p ≤ {alpha:g} (Hooker et al. 2019, arXiv:1911.05248)."),
+        ("power and caveat", "From the standard deviation over runs of each population: the smallest change the "
+         "test detects with 80% power at this significance level, its power for the stated change, and the runs "
+         "per side that change needs (Welch's test under normality). A caveat marks tests with fewer than 3 runs "
+         "a side, Welch df below 3 or power below 80%: with 2 runs a side the df is 1–2 and only changes of about "
+         "ten standard deviations are detected reliably."),
+        ("population", "The runs of one method (same strategy, rates, reset mode, controls, model and dataset), "
+         "different seeds; Hooker et al.'s test and PIEs are computed within one population, never across "
+         "methods."),
         ("PIE", "Pruning-identified exemplar: a test example whose modal prediction over the pruned models "
          "differs from its modal prediction over the dense models (Hooker et al. 2019). Ties between equally "
          f"frequent labels go to the {ties} label"
@@ -136,7 +173,8 @@ def fairness_definitions(level: int, *, alpha: float = 0.05, shift: str = "popul
 
 def fairness_page(sections: Mapping[str, pd.DataFrame], *, runs: Sequence[Mapping[str, Any]], level: int,
                   alpha: float = 0.05, shift: str = "population", ties: str = "largest",
-                  title: str = "ticketlab fairness report", generator: str = "ticketlab") -> ReportPage:
+                  title: str = "ticketlab fairness report", generator: str = "ticketlab",
+                  effect: float = EFFECT) -> ReportPage:
     """The page of ``ticketlab fairness --report``: the runs, definitions, then :func:`fairness_section` in detail.
 
     Parameters
@@ -147,17 +185,29 @@ def fairness_page(sections: Mapping[str, pd.DataFrame], *, runs: Sequence[Mappin
         One record per run with the keys of :data:`RUN_TABLE` (:attr:`ticketlab.frames.FairnessResult.runs`).
     level : int
         The pruned level compared with level 0.
-    alpha, shift, ties
+    alpha, shift, ties, effect
         The options used, stated on the page.
+
+    Runs of several populations (a ``population`` key in ``runs`` and a ``population`` column in the sections, as
+    :func:`ticketlab.frames.fairness_of_files` gives them) get one part of the page each.
     """
     page = ReportPage(title)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page.paragraph(f"Written by {generator} on {now}. {len(runs)} run(s); the pruned level compared with the "
                    f"dense network (level 0) is level {level}. Accuracies are fractions in [0, 1].")
-    page.table(runs, RUN_TABLE)
+    names = list(dict.fromkeys(r.get("population") for r in runs if r.get("population") is not None))
+    page.table(runs, RUN_TABLE + ([("population", "population")] if len(names) > 1 else []))
     page.heading("Definitions")
     page.definitions(fairness_definitions(level, alpha=alpha, shift=shift, ties=ties))
-    fairness_section(page, sections, level, alpha=alpha, detail=True)
+    if len(names) <= 1:
+        fairness_section(page, sections, level, alpha=alpha, detail=True, effect=effect)
+        return page
+    page.paragraph(f"The runs are {len(names)} populations (methods); each is analysed on its own below.")
+    for name in names:
+        page.heading(f"Population: {name}")
+        part = {k: f[f["population"] == name] for k, f in sections.items() if "population" in f.columns}
+        part = {k: f.reset_index(drop=True) for k, f in part.items() if len(f)}
+        fairness_section(page, part, level, alpha=alpha, detail=True, effect=effect)
     return page
 
 

@@ -1,7 +1,8 @@
 """Copying a ticket file into a new, compact one, optionally without weights (:func:`copy_ticket`).
 
 HDF5 never shrinks a file when data is deleted; copying object by object into a new file is how a ticket file
-is made smaller. The copy is written through :func:`ticketlab.outputs.atomic_output`.
+is made smaller. The copy is written through :func:`ticketlab.outputs.atomic_output`, from a source checked as
+every reader checks it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import h5py
 
 from ticketlab.outputs import atomic_output
 from ticketlab.store.level import _create_group
+from ticketlab.store.reader import TicketFile
 from ticketlab.store.schema import _check_new_path, _errors, _now, _open_h5
 
 __all__ = ["copy_ticket"]
@@ -37,10 +39,14 @@ def copy_ticket(src: str | os.PathLike, dst: str | os.PathLike, *, level_weights
         Replace ``dst`` if it exists.
 
     HDF5 never shrinks a file when data is deleted; copying object by object into a new file is how a ticket
-    file is made smaller.
+    file is made smaller. The source is checked first as every reader checks it (each level's and branch's
+    kept counts against its masks, evaluations against their predictions), so that nothing damaged is copied
+    on; checksummed data keeps its checksums in the copy.
     """
     src, dst = Path(src), Path(dst)
     _check_new_path(dst, overwrite)
+    with TicketFile(src) as t:
+        t.summary()
     keep = None if checkpoints is None else set(checkpoints)
     with (_open_h5(src, "r") as fin, atomic_output(dst) as tmp,
           h5py.File(tmp, "w", track_order=True) as fout, _errors(src)):

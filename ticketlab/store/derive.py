@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ticketlab.errors import ConfigError, TicketFileError
+from ticketlab.outputs import check_output
 from ticketlab.store.schema import _check_new_path
 from ticketlab.store.selection import Selection, check_same_model
 from ticketlab.store.writer import write_ticket
@@ -47,7 +48,8 @@ def derive_ticket(
     Parameters
     ----------
     path : path-like
-        The new ticket file; written atomically (nothing is left behind on an error).
+        The new ticket file; written atomically (nothing is left behind on an error) under its one-writer lock
+        (:func:`ticketlab.outputs.output_lock`), after checking that it is none of the sources.
     sources : sequence of Selection
         The files and levels to combine (see :func:`~ticketlab.store.select`); all of one model.
     combine : callable
@@ -59,7 +61,9 @@ def derive_ticket(
         Recorded in the new file's configuration, together with ``model``, ``sources`` (path, level, model,
         method and seed of each source) and ``init`` (where the initial weights came from).
     init : Selection, optional
-        The file whose ``init`` checkpoint (and seed) the new ticket takes; default: the first source.
+        The file whose ``init`` checkpoint (and seed) the new ticket takes; default: the first source. When the
+        first source has no initial weights (imported masks) and ``init`` is not given, the new ticket holds
+        masks only (its configuration's ``init`` is ``None``); a given ``init`` without them is refused.
     attrs : mapping, optional
         Extra attributes of the level group.
     overwrite : bool
@@ -75,22 +79,24 @@ def derive_ticket(
     _check_new_path(Path(path), overwrite)
     init_sel = init or sources[0]
     inputs = [*sources, init] if init is not None else list(sources)
+    check_output(path, inputs=[s.path for s in inputs], overwrite=overwrite, create_parents=False)
     tensors = check_same_model(inputs)
     with contextlib.ExitStack() as stack:
         for s in inputs:
             stack.enter_context(s.ticket)
-        if "init" not in init_sel.ticket.checkpoints():
-            hint = "" if init is not None else ("; take them from another file of the same model (init=..., or "
-                                                "--init FILE on the command line)")
-            raise TicketFileError(f"{init_sel.path}: has no initial weights ('init' checkpoint){hint}")
-        init_weights = init_sel.ticket.weights("init")
+        has_init = "init" in init_sel.ticket.checkpoints()
+        if init is not None and not has_init:
+            raise TicketFileError(f"{init_sel.path}: has no initial weights ('init' checkpoint) to take")
+        # a consensus of masks means something without weights (e.g. of imported torch-prune masks): mask-only
+        init_weights = init_sel.ticket.weights("init") if has_init else None
         masks = {t.name: combine([s.ticket.mask(s.level, t.name) for s in sources]) for t in tensors}
         first = sources[0].ticket
         model, dataset = first.model, first.dataset
         records = [_source_record(s) for s in sources]
         init_seed = init_sel.ticket.seed
     full_config = {**(config or {}), "model": model, "sources": records,
-                   "init": {"path": str(init_sel.path.resolve()), "checkpoint": "init", "seed": init_seed}}
+                   "init": ({"path": str(init_sel.path.resolve()), "checkpoint": "init", "seed": init_seed}
+                            if init_weights is not None else None)}
     write_ticket(path, masks, tensors=tensors, model=model, method=method, config=full_config, seed=init_seed,
                  dataset=dataset, init_weights=init_weights, attrs=attrs, overwrite=overwrite)
     return masks

@@ -1,13 +1,14 @@
 """Reading a ticket file: :func:`open_ticket`, :class:`TicketFile` and :func:`read_state`.
 
 A :class:`TicketFile` is a read-only, consistent snapshot of one run; nothing is loaded until asked for, and
-every error the file causes names it (see :mod:`ticketlab.store.schema`).
+every error the file causes names it and the object in it. Everything read is checked before it is used or
+allocated (:mod:`ticketlab.store.checks`): attribute types and ranges, the tensor table, dataset shapes, kept
+counts against the mask bits, evaluations against their predictions.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -18,6 +19,11 @@ import numpy as np
 from ticketlab.errors import ConfigError, TicketFileError
 from ticketlab.evaluation import Evaluation
 from ticketlab.masks import TensorInfo, compression, density, sparsity, unpack_mask
+from ticketlab.store.checks import attr, child, keys, read_json
+from ticketlab.store.contents import (check_bits, check_level_attrs, check_level_group, checksum_census,
+                                      dataset_info, eval_numbers, group_attrs, has_predictions, level_numbers,
+                                      read_evaluation, read_kept, read_packed, read_weight, root_attrs, status,
+                                      tensor_table)
 from ticketlab.store.schema import DatasetInfo, _errors, _level_key, _open_h5
 
 __all__ = ["open_ticket", "TicketFile", "read_state"]
@@ -45,18 +51,25 @@ class TicketFile:
     opened — open the file again to see levels a running training has added since.
 
     Every error caused by the file (missing, not HDF5, truncated, not a ticket file, newer schema, no such
-    level or branch) is a :class:`ticketlab.errors.TicketFileError` whose message names the file.
+    level or branch, a damaged or inconsistent object) is a :class:`ticketlab.errors.TicketFileError` whose
+    message names the file and the object in it. Stored kept counts are checked against the mask bits, and
+    evaluations against their predictions, whenever they are read; data written with checksums is verified by
+    HDF5 (see :meth:`checksums`).
     """
 
     def __init__(self, path: str | os.PathLike, *, locking: bool | None = None) -> None:
         self.path = Path(path)
         self._locking = locking
-        self._h5: h5py.File | None = _open_h5(self.path, "r", locking)
+        self._checked: dict[tuple, Any] = {}  # what was verified while the handle is open
+        self._depth = 0  # nesting of `with` blocks
+        self._h5: h5py.File | None = None
+        self._h5 = _open_h5(self.path, "r", locking)
         try:
             with _errors(self.path):
-                self.schema_version = int(self._h5.attrs["schema_version"])
-                self._tensors = self._read_tensors(self._h5)
+                self.schema_version = int(attr(self.path, self._h5, "schema_version", "int"))
+                self._tensors = tensor_table(self.path, self._h5)
                 self._tensor_index = {t.name: t for t in self._tensors}
+                self._position = {t.name: i for i, t in enumerate(self._tensors)}
         except BaseException:
             self.close()
             raise
@@ -66,13 +79,17 @@ class TicketFile:
     def __enter__(self) -> "TicketFile":
         if self._h5 is None:
             self._h5 = _open_h5(self.path, "r", self._locking)
+        self._depth += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._depth = max(0, self._depth - 1)
+        if self._depth == 0:  # nested blocks (e.g. summary() inside the caller's) keep the handle open
+            self.close()
 
     def close(self) -> None:
         """Close the file handle; later calls reopen the file for the duration of each call."""
+        self._checked.clear()
         if self._h5 is not None:
             self._h5.close()
             self._h5 = None
@@ -85,6 +102,15 @@ class TicketFile:
         return f"<TicketFile {str(self.path)!r}>"
 
     @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """One handle for a whole summary: the one already open, or one opened here and closed after."""
+        if self._h5 is not None:
+            yield
+            return
+        with self:
+            yield
+
+    @contextlib.contextmanager
     def _file(self) -> Iterator[h5py.File]:
         if self._h5 is not None:
             yield self._h5
@@ -95,73 +121,78 @@ class TicketFile:
         finally:
             f.close()
 
-    def _attr(self, name: str, default: Any = None) -> Any:
+    def _once(self, key: tuple, compute: Any) -> Any:
+        """``compute()``, remembered while the file stays open (a reopened file may have been replaced)."""
+        if self._h5 is None:
+            return compute()
+        if key not in self._checked:
+            self._checked[key] = compute()
+        return self._checked[key]
+
+    def _attr(self, name: str, kind: str, default: Any = None) -> Any:
         with self._file() as f, _errors(self.path):
-            value = f.attrs.get(name, default)
-        return value.item() if isinstance(value, np.generic) else value
+            return attr(self.path, f, name, kind, default)
 
     # -- provenance ----------------------------------------------------------------------------------------
 
     @property
     def status(self) -> str:
         """``"in_progress"`` while a run is writing levels, ``"complete"`` when it finished, or ``"failed"``."""
-        return self._attr("status")
+        return status(self.path, self._attr("status", "str"))
 
     @property
     def model(self) -> str:
         """Model name (registry name for runs made by ticketlab, free text for imports)."""
-        return self._attr("model", "")
+        return self._attr("model", "str", "")
 
     @property
     def method(self) -> str:
         """Short description of how the masks were made, e.g. ``"IMP layer_magnitude 20%/level, rewind-init"``."""
-        return self._attr("method", "")
+        return self._attr("method", "str", "")
 
     @property
     def seed(self) -> int | None:
         """The run's seed (``None`` when unknown, e.g. for imports)."""
-        seed = self._attr("seed", -1)
-        return None if seed is None or int(seed) < 0 else int(seed)
+        seed = self._attr("seed", "int", -1)
+        return None if seed < 0 else int(seed)
 
     @property
     def provenance(self) -> dict[str, Any]:
         """Every root attribute: format, schema version, status, creation and update times, versions, seed."""
         with self._file() as f, _errors(self.path):
-            return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+            return root_attrs(self.path, f)
 
     @property
     def config(self) -> dict[str, Any]:
         """The full run configuration (decoded from the ``/config`` JSON dataset)."""
         with self._file() as f, _errors(self.path):
-            return json.loads(f["config"].asstr()[()])
+            return read_json(self.path, child(self.path, f, "config", h5py.Dataset))
 
     @property
     def tensors(self) -> list[TensorInfo]:
         """The masked tensors in model order (name, shape, kind, pruned)."""
         return list(self._tensors)
 
-    @staticmethod
-    def _read_tensors(f: h5py.File) -> list[TensorInfo]:
-        g = f["model"]
-        names = g["names"].asstr()[()]
-        kinds = g["kinds"].asstr()[()]
-        shapes = g["shapes"][()]
-        pruned = g["pruned"][()]
-        return [
-            TensorInfo(str(n), tuple(int(s) for s in sh), str(k), bool(p))
-            for n, k, sh, p in zip(names, kinds, shapes, pruned)
-        ]
-
     @property
     def dataset(self) -> DatasetInfo | None:
         """The evaluation dataset (name, classes, test labels), or ``None`` if the file records none."""
         with self._file() as f, _errors(self.path):
-            if "dataset" not in f:
-                return None
-            g = f["dataset"]
-            labels = g["test_labels"][()].astype(np.int64) if "test_labels" in g else None
-            names = tuple(g["class_names"].asstr()[()]) if "class_names" in g else ()
-            return DatasetInfo(str(g.attrs["name"]), int(g.attrs["num_classes"]), names, labels)
+            return self._dataset(f)
+
+    def _dataset(self, f: h5py.File) -> DatasetInfo | None:
+        return self._once(("dataset",), lambda: dataset_info(self.path, f))
+
+    def checksums(self) -> dict[str, Any]:
+        """Which stored data HDF5 verifies on every read (the ``fletcher32`` filter, on masks, kept counts,
+        weights, evaluations and test labels of files written since checksums were introduced).
+
+        Returns ``{"datasets": n, "without": m, "example": name of one without, or None}``: ``m == 0`` for a
+        file written with checksums, ``m == n`` for one written before; in between, some objects were written by
+        an older ticketlab or another tool.
+        """
+        with self._file() as f, _errors(self.path):
+            n, m, example = checksum_census(self.path, f)
+        return {"datasets": n, "without": m, "example": example}
 
     # -- levels and branches -------------------------------------------------------------------------------
 
@@ -169,42 +200,46 @@ class TicketFile:
     def levels(self) -> list[int]:
         """Completed levels in increasing order (0 = the dense network)."""
         with self._file() as f, _errors(self.path):
-            return sorted(int(k) for k in f["levels"].keys())
+            return list(self._levels(f))
+
+    def _levels(self, f: h5py.File) -> list[int]:
+        return self._once(("levels",), lambda: level_numbers(self.path, child(self.path, f, "levels", h5py.Group)))
 
     def _level(self, f: h5py.File, level: int, branch: str | None = None) -> h5py.Group:
-        levels = f["levels"]
-        key = _level_key(level)
-        if key not in levels:
-            present = sorted(int(k) for k in levels.keys())
+        return self._once(("group", int(level), branch), lambda: self._find_level(f, level, branch))
+
+    def _find_level(self, f: h5py.File, level: int, branch: str | None) -> h5py.Group:
+        present = self._levels(f)
+        levels = child(self.path, f, "levels", h5py.Group)
+        if int(level) not in present:
             listing = ", ".join(map(str, present)) if present else "none yet"
             raise TicketFileError(f"{self.path}: no level {level}; levels present: {listing}")
-        g = levels[key]
+        g = child(self.path, levels, _level_key(level), h5py.Group)
+        check_level_group(self.path, g, int(level))
         if branch is None:
             return g
-        branches = g.get("branches")
-        if branches is None or branch not in branches:
-            names = ", ".join(branches.keys()) if branches is not None and len(branches) else "none"
-            raise TicketFileError(f"{self.path}: level {level} has no branch {branch!r}; branches: {names}")
-        return branches[branch]
+        branches = child(self.path, g, "branches", h5py.Group, required=False)
+        names = [] if branches is None else keys(self.path, branches)
+        if branch not in names:
+            raise TicketFileError(f"{self.path}: level {level} has no branch {branch!r}; branches: "
+                                  f"{', '.join(names) if names else 'none'}")
+        return child(self.path, branches, branch, h5py.Group)
 
     def branches(self, level: int) -> list[str]:
         """Names of the control branches trained on ``level``'s mask (e.g. ``["reinit", "shuffle"]``)."""
         with self._file() as f, _errors(self.path):
-            g = self._level(f, level)
-            return list(g["branches"].keys()) if "branches" in g else []
+            branches = child(self.path, self._level(f, level), "branches", h5py.Group, required=False)
+            return [] if branches is None else keys(self.path, branches)
 
     def branch_info(self, level: int, branch: str) -> dict[str, Any]:
         """Attributes of a branch: its kind, seed and description."""
-        with self._file() as f, _errors(self.path):
-            return {k: (v.item() if isinstance(v, np.generic) else v)
-                    for k, v in self._level(f, level, branch).attrs.items()}
+        return self.level_attrs(level, branch=branch)
 
     def level_attrs(self, level: int, *, branch: str | None = None) -> dict[str, Any]:
         """The attributes of a level's (or branch's) group: created, kept, size, density and what the writer
         added (e.g. ``rate``, ``wall_time``; importers record source iterations here)."""
         with self._file() as f, _errors(self.path):
-            return {k: (v.item() if isinstance(v, np.generic) else v)
-                    for k, v in self._level(f, level, branch).attrs.items()}
+            return group_attrs(self.path, self._level(f, level, branch))
 
     # -- masks ---------------------------------------------------------------------------------------------
 
@@ -234,8 +269,16 @@ class TicketFile:
         """
         names = self._names(names)
         with self._file() as f, _errors(self.path):
-            g = self._level(f, level, branch)["masks"]
-            return {name: unpack_mask(g[name][()], self._tensor_index[name].shape) for name in names}
+            g = self._level(f, level, branch)
+            return {name: unpack_mask(self._packed(g, name), self._tensor_index[name].shape) for name in names}
+
+    def _packed(self, g: h5py.Group, name: str) -> np.ndarray:
+        """One tensor's packed mask from a level (or branch) group, its bits checked against the kept count."""
+        t, i = self._tensor_index[name], self._position[name]
+        kept = self._once(("kept", g.name), lambda: read_kept(self.path, g, self._tensors))
+        d, packed = read_packed(self.path, child(self.path, g, "masks", h5py.Group), t)
+        check_bits(self.path, d, packed, t, int(kept[i]))
+        return packed
 
     def packed_mask(self, level: int, name: str, *, branch: str | None = None) -> np.ndarray:
         """One tensor's mask as stored: ``numpy.packbits`` of the C-order flattened mask, uint8 of
@@ -243,25 +286,42 @@ class TicketFile:
         analyses use it directly."""
         self._names([name])
         with self._file() as f, _errors(self.path):
-            return self._level(f, level, branch)["masks"][name][()]
+            return self._packed(self._level(f, level, branch), name)
 
     def mask(self, level: int, name: str, *, branch: str | None = None) -> np.ndarray:
         """One tensor's mask at ``level``: a boolean array of the tensor's shape (one dataset read)."""
         return self.masks(level, [name], branch=branch)[name]
 
     def kept(self, level: int, *, branch: str | None = None) -> dict[str, int]:
-        """Kept weights per tensor at ``level``, read from the stored counts without unpacking any mask."""
-        names = [t.name for t in self._tensors]
+        """Kept weights per tensor at ``level``: the stored counts, checked against the mask bits (each mask is
+        read and its set bits counted, without unpacking)."""
         with self._file() as f, _errors(self.path):
-            counts = self._level(f, level, branch)["kept"][()]
-        return {n: int(c) for n, c in zip(names, counts)}
+            counts, _, _ = self._verified(f, level, branch)
+        return {t.name: int(c) for t, c in zip(self._tensors, counts)}
+
+    def _verified(self, f: h5py.File, level: int, branch: str | None) -> tuple[np.ndarray, int, int]:
+        """A level's (or branch's) kept counts, checked against its attributes and every mask's bits; returns
+        (per-tensor counts, total kept, total size)."""
+        g = self._level(f, level, branch)
+
+        def verify() -> tuple[np.ndarray, int, int]:
+            kept = read_kept(self.path, g, self._tensors)
+            total, size = check_level_attrs(self.path, g, kept, self._tensors)
+            masks = child(self.path, g, "masks", h5py.Group)
+            for t, k in zip(self._tensors, kept):
+                d, packed = read_packed(self.path, masks, t)
+                check_bits(self.path, d, packed, t, int(k))
+            return kept, total, size
+
+        return self._once(("verified", g.name), verify)
 
     # -- weights -------------------------------------------------------------------------------------------
 
     def checkpoints(self) -> list[str]:
         """The run-wide weight checkpoints present: ``"init"`` and, when rewinding, ``"rewind"``."""
         with self._file() as f, _errors(self.path):
-            return list(f["weights"].keys()) if "weights" in f else []
+            w = child(self.path, f, "weights", h5py.Group, required=False)
+            return [] if w is None else keys(self.path, w)
 
     def weights(self, point: str | None = None, *, level: int | None = None, branch: str | None = None,
                 names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -277,33 +337,47 @@ class TicketFile:
         :meth:`weight_dtypes`.
         """
         with self._file() as f, _errors(self.path):
-            g, mask_group = self._weights_group(f, point, level, branch)
-            keys = list(g.keys())
+            g, level_group = self._weights_group(f, point, level, branch)
+            stored = keys(self.path, g)
+            wanted = stored
             if names is not None:
                 wanted = [names] if isinstance(names, str) else list(names)
-                missing = [n for n in wanted if n not in g]
+                missing = [n for n in wanted if n not in stored]
                 if missing:
                     raise TicketFileError(f"{self.path}: checkpoint has no weight {missing[0]!r}")
-                keys = wanted
             out = {}
-            for key in keys:
-                d = g[key]
-                if d.attrs.get("layout") == "kept_values":
-                    shape = tuple(d.attrs["shape"])
-                    m = unpack_mask(mask_group[key][()], shape)
-                    full = np.zeros(shape, dtype=d.dtype)
-                    full[m] = d[()]
-                    out[key] = full
-                else:
-                    out[key] = d[()]
+            for key in wanted:
+                t = self._tensor_index.get(key)
+                mask = None
+                if level_group is not None and t is not None:
+                    mask = unpack_mask(self._packed(level_group, key), t.shape)
+                out[key] = read_weight(self.path, child(self.path, g, key, h5py.Dataset), t, mask)
             return out
+
+    def has_weights(self, point: str | None = None, *, level: int | None = None, branch: str | None = None
+                    ) -> bool:
+        """Whether the checkpoint that :meth:`weights` with these arguments reads is stored (nothing is read).
+        A damaged file raises :class:`TicketFileError` instead of answering ``False``: callers that fall back to
+        other weights when none are stored must not fall back when the stored ones are damaged."""
+        with self._file() as f, _errors(self.path):
+            if level is None:
+                w = child(self.path, f, "weights", h5py.Group, required=False)
+                return w is not None and child(self.path, w, point or "init", h5py.Group, required=False) is not None
+            key = {"trained": "weights", "init": "init_weights"}.get(point or "trained")
+            if key is None:
+                raise ConfigError(f"point must be 'trained' or 'init' for a level's weights; got {point!r}")
+            return child(self.path, self._level(f, level, branch), key, h5py.Group, required=False) is not None
 
     def weight_dtypes(self, point: str | None = None, *, level: int | None = None,
                       branch: str | None = None) -> dict[str, str]:
         """The torch dtype each stored weight had when written (e.g. ``"bfloat16"``), where recorded."""
         with self._file() as f, _errors(self.path):
             g, _ = self._weights_group(f, point, level, branch)
-            return {k: str(d.attrs.get("torch_dtype", d.dtype)) for k, d in g.items()}
+            out = {}
+            for k in keys(self.path, g):
+                d = child(self.path, g, k, h5py.Dataset)
+                out[k] = attr(self.path, d, "torch_dtype", "str", str(d.dtype))
+            return out
 
     def _weights_group(self, f: h5py.File, point: str | None, level: int | None, branch: str | None
                        ) -> tuple[h5py.Group, h5py.Group | None]:
@@ -311,19 +385,22 @@ class TicketFile:
             if branch is not None:
                 raise ConfigError("a branch's weights need its level: weights(..., level=L, branch=B)")
             point = point or "init"
-            if "weights" not in f or point not in f["weights"]:
-                have = ", ".join(f["weights"].keys()) if "weights" in f else "none"
-                raise TicketFileError(f"{self.path}: no {point!r} weights; checkpoints present: {have}")
-            return f["weights"][point], None
+            w = child(self.path, f, "weights", h5py.Group, required=False)
+            have = [] if w is None else keys(self.path, w)
+            if point not in have:
+                raise TicketFileError(f"{self.path}: no {point!r} weights; checkpoints present: "
+                                      f"{', '.join(have) or 'none'}")
+            return child(self.path, w, point, h5py.Group), None
         g = self._level(f, level, branch)
         point = point or "trained"
         key = {"trained": "weights", "init": "init_weights"}.get(point)
         if key is None:
             raise ConfigError(f"point must be 'trained' or 'init' for a level's weights; got {point!r}")
-        if key not in g:
+        weights = child(self.path, g, key, h5py.Group, required=False)
+        if weights is None:
             where = f"level {level}" + (f" branch {branch!r}" if branch else "")
             raise TicketFileError(f"{self.path}: {where} has no stored {point} weights")
-        return g[key], g["masks"]
+        return weights, g
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
@@ -331,20 +408,24 @@ class TicketFile:
         """The test-set :class:`~ticketlab.evaluation.Evaluation` of ``level`` (or a branch); ``None`` if not
         evaluated (e.g. an imported mask)."""
         with self._file() as f, _errors(self.path):
-            g = self._level(f, level, branch)
-            if "eval" not in g or "predictions" not in g["eval"]:
+            e = child(self.path, self._level(f, level, branch), "eval", h5py.Group, required=False)
+            if e is None or not has_predictions(self.path, e):
                 return None  # not evaluated, or only logged metrics (see level_record)
-            e = g["eval"]
-            es = int(e.attrs["early_stop_iteration"])
-            return Evaluation(
-                loss=float(e.attrs["loss"]),
-                predictions=e["predictions"][()],
-                confusion=e["confusion"][()],
-                curve={k: v[()] for k, v in e["curve"].items()},
-                early_stop_iteration=None if es < 0 else es,
-                iterations=int(e.attrs["iterations"]),
-                wall_time=float(e.attrs["wall_time"]),
-            )
+            return read_evaluation(self.path, e, eval_numbers(self.path, e), self._dataset(f))
+
+    def _eval_numbers(self, f: h5py.File, g: h5py.Group) -> dict[str, Any] | None:
+        """An ``eval`` group's headline numbers, checked against its predictions when it has them."""
+        e = child(self.path, g, "eval", h5py.Group, required=False)
+        if e is None:
+            return None
+
+        def check() -> dict[str, Any]:
+            numbers = eval_numbers(self.path, e)
+            if has_predictions(self.path, e):
+                read_evaluation(self.path, e, numbers, self._dataset(f))
+            return numbers
+
+        return self._once(("eval", e.name), check)
 
     # -- summaries -----------------------------------------------------------------------------------------
 
@@ -355,8 +436,8 @@ class TicketFile:
         accuracy, loss, early_stop_iteration, iterations, wall_time (seconds).
         """
         with self._file() as f, _errors(self.path):
-            g = self._level(f, level, branch)
-            kept, size = int(g.attrs["kept"]), int(g.attrs["size"])
+            _, kept, size = self._verified(f, level, branch)
+            numbers = self._eval_numbers(f, self._level(f, level, branch))
             rec: dict[str, Any] = {
                 "level": int(level),
                 "branch": branch,
@@ -371,23 +452,15 @@ class TicketFile:
                 "iterations": None,
                 "wall_time": None,
             }
-            if "eval" in g:
-                e = g["eval"]
-                es = int(e.attrs["early_stop_iteration"])
-                rec.update(
-                    accuracy=float(e.attrs["accuracy"]),
-                    loss=float(e.attrs["loss"]),
-                    early_stop_iteration=None if es < 0 else es,
-                    iterations=int(e.attrs["iterations"]),
-                    wall_time=float(e.attrs["wall_time"]),
-                )
+            if numbers is not None:
+                rec.update(numbers)
             return rec
 
     def summary(self, *, branches: bool = True) -> "Any":
         """A pandas DataFrame with one row per level (and per branch when ``branches``); see :meth:`level_record`."""
         import pandas as pd
 
-        with self:
+        with self._held():
             rows = []
             for level in self.levels:
                 rows.append(self.level_record(level))
@@ -400,7 +473,7 @@ class TicketFile:
         compression, kind, pruned. Reads only the stored per-tensor counts."""
         import pandas as pd
 
-        with self:
+        with self._held():
             tensors = self.tensors
             rows = []
             for level in self.levels if levels is None else levels:
@@ -418,7 +491,8 @@ class TicketFile:
 def read_state(path: str | os.PathLike, name: str) -> dict[str, Any] | None:
     """The JSON document stored by :meth:`~ticketlab.store.TicketWriter.write_state`, or ``None``."""
     path = Path(path)
-    with TicketFile(path)._file() as f, _errors(path):
-        if "state" not in f or name not in f["state"]:
-            return None
-        return json.loads(f["state"][name].asstr()[()])
+    with TicketFile(path) as t, t._file() as f, _errors(path):
+        state = child(path, f, "state", h5py.Group, required=False)
+        d = None if state is None else child(path, state, name, h5py.Dataset, required=False)
+        return None if d is None else read_json(path, d)
+

@@ -22,11 +22,15 @@ import numpy as np
 
 from ticketlab._version import __version__
 from ticketlab.errors import ConfigError, TicketFileError
+from ticketlab.store.checks import _detail, attr
 
 #: Version of the on-disk schema written by this ticketlab; readers accept files up to this version.
 SCHEMA_VERSION = 1
 #: Value of the root ``format`` attribute that identifies a ticket file.
 FORMAT = "ticketlab-ticket"
+#: The first ticketlab whose files carry HDF5 fletcher32 checksums on masks, weights and evaluations (older files
+#: open as before; ``ticketlab info`` says they have none).
+CHECKSUMS_SINCE = "0.2.0"
 #: Run status values stored in the root ``status`` attribute.
 STATUSES = ("in_progress", "complete", "failed")
 
@@ -127,8 +131,8 @@ def _errors(path: Path, doing: str = "read") -> Iterator[None]:
         yield
     except (TicketFileError, ConfigError):
         raise
-    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError, ArithmeticError) as err:
+        detail = _detail(err)
         raise TicketFileError(
             f"{path}: cannot {doing} the ticket file; it is truncated or corrupted ({detail})"
         ) from None
@@ -137,14 +141,14 @@ def _errors(path: Path, doing: str = "read") -> Iterator[None]:
 def _check_ticket(f: h5py.File, path: Path) -> int:
     # `in` (H5Aexists) raises on damaged metadata, where attrs.get() would quietly return None
     fmt = f.attrs["format"] if "format" in f.attrs else None
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    if fmt != FORMAT:
+    if isinstance(fmt, (bytes, np.bytes_)):
+        fmt = bytes(fmt).decode("utf-8", errors="replace")
+    if not isinstance(fmt, str) or fmt != FORMAT:
         raise TicketFileError(
             f"{path}: an HDF5 file, but not a ticket file (no format={FORMAT!r} attribute at its root); "
             "ticket files are written by 'ticketlab train', 'ticketlab import' or the ticketlab.store API"
         )
-    version = int(f.attrs["schema_version"]) if "schema_version" in f.attrs else -1
+    version = attr(path, f, "schema_version", "int")
     if version > SCHEMA_VERSION:
         raise TicketFileError(
             f"{path}: written with ticket-file schema version {version}, but ticketlab {__version__} reads "
@@ -152,7 +156,7 @@ def _check_ticket(f: h5py.File, path: Path) -> int:
         )
     if version < 1:
         raise TicketFileError(f"{path}: invalid ticket-file schema version {version}")
-    return version
+    return int(version)
 
 
 def _check_writable(f: h5py.File, path: Path) -> None:

@@ -11,7 +11,9 @@ the temporary file a killed one left behind. Readers that hold the old file open
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -21,13 +23,55 @@ import numpy as np
 from ticketlab.errors import ConfigError, TicketFileError
 from ticketlab.evaluation import Evaluation
 from ticketlab.masks import TensorInfo, check_masks
-from ticketlab.outputs import atomic_output
-from ticketlab.store.level import LevelWriter, _create_group, _gzip, _write_string, _write_weights
+from ticketlab.outputs import OutputError, atomic_output
+from ticketlab.store.level import LevelWriter, _create_group, _stored, _write_string, _write_weights
 from ticketlab.store.reader import TicketFile
 from ticketlab.store.schema import (_STR, FORMAT, SCHEMA_VERSION, STATUSES, DatasetInfo, _check_new_path,
                                     _check_writable, _level_key, _now, _to_json, _versions)
 
 __all__ = ["create", "TicketWriter", "write_ticket"]
+
+#: Transactions on files up to this size are made on an in-memory image of the file (see :func:`_file_image`);
+#: larger files are copied on disk and changed there.
+IN_MEMORY_MAX_BYTES = 512 * 2**20
+
+
+@contextlib.contextmanager
+def _file_image(path: Path, mode: str) -> Iterator[h5py.File]:
+    """An HDF5 file in memory — new (``"w"``) or a copy of ``path`` (``"r+"``) — written to ``path`` atomically
+    when the block succeeds.
+
+    HDF5 never writes to disk here: the image's bytes are written with plain Python I/O. A disk that fills up
+    (or is read-only) is then an ``OSError`` that :func:`~ticketlab.outputs.atomic_output` turns into one
+    :class:`~ticketlab.outputs.OutputError`, with no temporary file left behind; HDF5 failing to write its
+    metadata on close crashed the interpreter instead (a segmentation fault in h5py's object deallocation).
+    """
+    with atomic_output(path) as tmp:
+        image = io.BytesIO()
+        if mode == "r+":
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, image, 1 << 20)
+        with h5py.File(image, mode, **({"track_order": True} if mode == "w" else {})) as f:
+            yield f
+        with open(tmp, "wb") as dst, image.getbuffer() as data:
+            dst.write(data)
+
+
+def _check_free_space(path: Path, size: int) -> None:
+    """Refuse a copy-on-disk transaction of a large file where the disk can hardly hold the copy and a level.
+
+    Best effort (the size of the new level is not known in advance): it keeps HDF5 from meeting a full disk,
+    which it does not survive cleanly."""
+    need = size + size // 2 + 16 * 2**20
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return
+    if free < need:
+        raise OutputError(f"cannot write {path}: not enough free space in {path.parent} ({free / 2**20:.1f} MiB "
+                          f"free, a change of this {size / 2**20:.1f} MiB file needs about {need / 2**20:.1f} "
+                          "MiB); the existing file is unchanged")
+
 
 
 def create(
@@ -72,7 +116,7 @@ def create(
         raise ConfigError(f"tensor names must be unique; got {names}")
     _check_new_path(path, overwrite)
     config_json = _to_json(dict(config), "config")
-    with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with _file_image(path, "w") as f:
         now = _now()
         f.attrs.update({"format": FORMAT, "schema_version": SCHEMA_VERSION, "status": "in_progress",
                         "created": now, "updated": now, "model": str(model), "method": str(method),
@@ -96,8 +140,8 @@ def create(
                     raise ConfigError(f"{len(dataset.class_names)} class names for {dataset.num_classes} classes")
                 d.create_dataset("class_names", data=list(dataset.class_names), dtype=_STR)
             if dataset.test_labels is not None:
-                labels = np.asarray(dataset.test_labels, dtype=np.int64)
-                d.create_dataset("test_labels", data=labels.astype(np.int32), **_gzip(labels.size))
+                labels = np.asarray(dataset.test_labels, dtype=np.int64).astype(np.int32)
+                d.create_dataset("test_labels", data=labels, **_stored(labels))
         w = _create_group(f, "weights")
         if init_weights is not None:
             init = _create_group(w, "init")
@@ -129,8 +173,20 @@ class TicketWriter:
     def transaction(self) -> Iterator[h5py.File]:
         """Copy the file, yield the copy open for writing, then atomically replace the original with it.
 
-        If the block raises (or the process dies), the original file is untouched.
+        If the block raises (or the process dies), the original file is untouched. The file's one-writer lock
+        (:func:`ticketlab.outputs.output_lock`) is held for the transaction: a file another process is writing
+        is refused. Files up to :data:`IN_MEMORY_MAX_BYTES` are changed in memory and written with plain I/O
+        (a full disk is then a clean error); larger ones are copied and changed on disk, after a check that
+        the disk has room for the copy.
         """
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size <= IN_MEMORY_MAX_BYTES:
+            with _file_image(self.path, "r+") as f:
+                _check_writable(f, self.path)
+                yield f
+                f.attrs["updated"] = _now()
+            return
+        _check_free_space(self.path, size)
         with atomic_output(self.path, copy_existing=True) as tmp, h5py.File(tmp, "r+") as f:
             _check_writable(f, self.path)
             yield f

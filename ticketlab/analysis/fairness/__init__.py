@@ -5,7 +5,9 @@ module      holds
 ==========  ==========================================================================================
 drops       :func:`class_drops`: per level and class, the drop beside the overall drop
 fit         :func:`intensification_fit`: OLS of class accuracy on dense class accuracy, per level
-hooker      :func:`hooker_test` and the :data:`SHIFTS` registry
+hooker      :func:`hooker_test` and the :data:`SHIFTS` registry, with the caveat of each test
+power       what Welch's test can detect from n runs: :func:`welch_power`, :func:`minimum_detectable_effect`,
+            :func:`runs_needed`
 pies        pruning-identified exemplars: votes, modal labels (:data:`TIES` registry), PIE counts
 population  :class:`FairnessRun` and :func:`fairness_analysis`, every section of a population of runs
 inputs      checks of the arrays the analyses take
@@ -40,6 +42,11 @@ Definitions (all accuracies are fractions in [0, 1], never percentages):
   label over the pruned models differs from its modal label over the dense models. Ties between labels are
   broken by the **largest** label, as Hooker's ``pie_dataset_gen/aggregate_predictions.py`` does
   (``predictions.mode().max()``); ``ties="smallest"`` takes the smallest instead.
+- *caveats*: a population statistic from few runs says so beside the result. Hooker et al.'s test carries the
+  smallest change it detects with 80% power (``mde``), its power for a change of 0.01 and the runs per side that
+  change needs, computed from the observed seed-to-seed spread (:mod:`~ticketlab.analysis.fairness.power`), and
+  a ``caveat`` sentence when either side has fewer than 3 runs, Welch's df is below 3 or the power is below 80%.
+  PIE counts carry how many PIEs rest on a tie between labels and a ``caveat`` below 5 models per population.
 
 Examples
 --------
@@ -49,14 +56,18 @@ Examples
 
 from ticketlab.analysis.fairness.drops import DROP_COLUMNS, class_drops  # noqa: F401
 from ticketlab.analysis.fairness.fit import FIT_COLUMNS, intensification_fit  # noqa: F401
-from ticketlab.analysis.fairness.hooker import HOOKER_COLUMNS, SHIFTS, hooker_test  # noqa: F401
-from ticketlab.analysis.fairness.pies import (PIE_COUNT_COLUMNS, PIE_EXAMPLE_COLUMNS, TIES,  # noqa: F401
-                                              modal_predictions, pie_counts, pruning_identified_exemplars,
-                                              vote_counts)
+from ticketlab.analysis.fairness.hooker import (EFFECT, HOOKER_COLUMNS, MIN_RUNS, SHIFTS,  # noqa: F401
+                                                hooker_test, welch_caveat)
+from ticketlab.analysis.fairness.pies import (MIN_PIE_MODELS, PIE_COUNT_COLUMNS, PIE_EXAMPLE_COLUMNS,  # noqa: F401
+                                              TIES, modal_predictions, pie_caveat, pie_counts,
+                                              pruning_identified_exemplars, vote_counts)
+from ticketlab.analysis.fairness.power import (POWER, minimum_detectable_effect, runs_needed,  # noqa: F401
+                                               welch_dof, welch_power)
 from ticketlab.analysis.fairness.population import (SECTIONS, FairnessRun, check_same_test_set,  # noqa: F401
                                                     fairness_analysis)
 
 __all__ = ["TIES", "SHIFTS", "SECTIONS", "DROP_COLUMNS", "FIT_COLUMNS", "HOOKER_COLUMNS", "PIE_EXAMPLE_COLUMNS",
-           "PIE_COUNT_COLUMNS", "class_drops", "intensification_fit", "hooker_test", "vote_counts",
-           "modal_predictions", "pruning_identified_exemplars", "pie_counts", "check_same_test_set",
-           "FairnessRun", "fairness_analysis"]
+           "PIE_COUNT_COLUMNS", "EFFECT", "POWER", "MIN_RUNS", "MIN_PIE_MODELS", "class_drops",
+           "intensification_fit", "hooker_test", "welch_caveat", "vote_counts", "modal_predictions",
+           "pruning_identified_exemplars", "pie_counts", "pie_caveat", "check_same_test_set", "FairnessRun",
+           "fairness_analysis", "welch_dof", "welch_power", "minimum_detectable_effect", "runs_needed"]

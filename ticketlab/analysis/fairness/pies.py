@@ -11,8 +11,8 @@ from ticketlab.analysis.fairness.inputs import class_names_or_indices
 from ticketlab.errors import ConfigError
 from ticketlab.registry import Registry
 
-__all__ = ["TIES", "PIE_EXAMPLE_COLUMNS", "PIE_COUNT_COLUMNS", "vote_counts", "modal_predictions",
-           "pruning_identified_exemplars", "pie_counts"]
+__all__ = ["TIES", "PIE_EXAMPLE_COLUMNS", "PIE_COUNT_COLUMNS", "MIN_PIE_MODELS", "vote_counts", "modal_predictions",
+           "pruning_identified_exemplars", "pie_counts", "pie_caveat"]
 
 #: How ties between equally frequent labels are broken when taking a modal prediction: each rule maps vote
 #: counts of shape (N, C) to the modal label of each example.
@@ -21,9 +21,14 @@ TIES.register("largest", lambda counts: counts.shape[1] - 1 - counts[:, ::-1].ar
 TIES.register("smallest", lambda counts: counts.argmax(axis=1))
 
 PIE_EXAMPLE_COLUMNS = ["level", "example", "label", "class_name", "dense_modal", "pruned_modal", "dense_votes",
-                       "pruned_votes", "pie", "dense_modal_correct", "pruned_modal_correct"]
+                       "pruned_votes", "pie", "dense_modal_correct", "pruned_modal_correct", "dense_tie",
+                       "pruned_tie", "n_dense", "n_pruned"]
 PIE_COUNT_COLUMNS = ["level", "class", "class_name", "examples", "pies", "pie_fraction", "pies_pruned_correct",
-                     "pies_dense_correct"]
+                     "pies_dense_correct", "pies_tied", "n_dense", "n_pruned", "caveat"]
+
+#: Fewer models than this in either population always draws a caveat on the PIE counts (Hooker et al. used 30
+#: models per population; with 2, every disagreement between the models is a tie).
+MIN_PIE_MODELS = 5
 
 
 def vote_counts(predictions: np.ndarray, num_classes: int | None = None) -> np.ndarray:
@@ -107,7 +112,9 @@ def pruning_identified_exemplars(
     -------
     DataFrame
         One row per example, columns :data:`PIE_EXAMPLE_COLUMNS`; ``pie`` is ``dense_modal != pruned_modal``;
-        ``dense_votes``/``pruned_votes`` are the fractions of the population that predict the modal label.
+        ``dense_votes``/``pruned_votes`` are the fractions of the population that predict the modal label;
+        ``dense_tie``/``pruned_tie`` say that several labels had the most votes, so the tie rule chose the modal
+        label; ``n_dense``/``n_pruned`` are the models in each population.
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     dense = np.asarray(dense_predictions)
@@ -133,10 +140,32 @@ def pruning_identified_exemplars(
         "pruned_votes": p_counts[idx, p_mode] / pruned.shape[0],
         "pie": d_mode != p_mode,
         "dense_modal_correct": d_mode == labels, "pruned_modal_correct": p_mode == labels,
+        "dense_tie": _tied(d_counts), "pruned_tie": _tied(p_counts),
+        "n_dense": dense.shape[0], "n_pruned": pruned.shape[0],
     }, columns=PIE_EXAMPLE_COLUMNS)
 
 
-def pie_counts(examples: pd.DataFrame, num_classes: int, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+def _tied(counts: np.ndarray) -> np.ndarray:
+    """Whether several labels share the most votes, per example (vote counts of shape (N, C))."""
+    if counts.shape[1] == 0:
+        return np.zeros(counts.shape[0], dtype=bool)
+    return (counts == counts.max(axis=1, keepdims=True)).sum(axis=1) > 1
+
+
+def pie_caveat(n_dense: float, n_pruned: float, pies: int, tied: int, ties: str = "largest") -> str:
+    """The caveat of a class's PIE count, ``""`` when there is none: fewer than :data:`MIN_PIE_MODELS` models in a
+    population, or PIEs whose modal label was decided by the tie rule."""
+    known = bool(np.isfinite(n_dense) and np.isfinite(n_pruned))
+    few = known and min(n_dense, n_pruned) < MIN_PIE_MODELS
+    if not (few or tied):
+        return ""
+    models = f"{int(n_dense)} dense and {int(n_pruned)} pruned models" if known else "models"
+    return (f"modal labels over {models}: {tied} of {pies} PIEs rest on a tie between labels (broken to the "
+            f"{ties} label)" + ("; Hooker et al. used 30 models per population" if few else ""))
+
+
+def pie_counts(examples: pd.DataFrame, num_classes: int, class_names: Sequence[str] | None = None,
+               ties: str = "largest") -> pd.DataFrame:
     """PIEs per true class, from the per-example frame of :func:`pruning_identified_exemplars`.
 
     Returns
@@ -144,7 +173,9 @@ def pie_counts(examples: pd.DataFrame, num_classes: int, class_names: Sequence[s
     DataFrame
         One row per class, columns :data:`PIE_COUNT_COLUMNS`: ``examples`` (test examples of the class),
         ``pies``, ``pie_fraction = pies / examples`` (NaN for absent classes), ``pies_pruned_correct`` (PIEs whose
-        pruned modal label is the true label) and ``pies_dense_correct``.
+        pruned modal label is the true label), ``pies_dense_correct``, ``pies_tied`` (PIEs whose dense or pruned
+        modal label was chosen by the tie rule ``ties``), the models per population and a ``caveat``
+        (:func:`pie_caveat`) when the models are few or some PIEs rest on a tie.
     """
     names = class_names_or_indices(num_classes, class_names)
     labels = examples["label"].to_numpy(np.int64)
@@ -155,6 +186,12 @@ def pie_counts(examples: pd.DataFrame, num_classes: int, class_names: Sequence[s
 
     total = count(np.ones_like(pie))
     pies = count(pie)
+    if {"dense_tie", "pruned_tie"} <= set(examples.columns):
+        tied = count(pie & (examples["dense_tie"].to_numpy(bool) | examples["pruned_tie"].to_numpy(bool)))
+    else:
+        tied = np.zeros(num_classes, dtype=np.int64)
+    n_models = [float(examples[k].iloc[0]) if k in examples.columns and len(examples) else np.nan
+                for k in ("n_dense", "n_pruned")]
     levels = examples["level"].dropna().unique()
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(total > 0, pies / np.maximum(total, 1), np.nan)
@@ -163,4 +200,6 @@ def pie_counts(examples: pd.DataFrame, num_classes: int, class_names: Sequence[s
         "examples": total, "pies": pies, "pie_fraction": frac,
         "pies_pruned_correct": count(pie & examples["pruned_modal_correct"].to_numpy(bool)),
         "pies_dense_correct": count(pie & examples["dense_modal_correct"].to_numpy(bool)),
+        "pies_tied": tied, "n_dense": n_models[0], "n_pruned": n_models[1],
+        "caveat": [pie_caveat(*n_models, int(p), int(t), ties) for p, t in zip(pies, tied)],
     }, columns=PIE_COUNT_COLUMNS)

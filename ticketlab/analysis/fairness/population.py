@@ -10,7 +10,7 @@ import pandas as pd
 
 from ticketlab.analysis.fairness.drops import class_drops
 from ticketlab.analysis.fairness.fit import intensification_fit
-from ticketlab.analysis.fairness.hooker import hooker_test
+from ticketlab.analysis.fairness.hooker import EFFECT, hooker_test
 from ticketlab.analysis.fairness.pies import pie_counts, pruning_identified_exemplars
 from ticketlab.errors import ConfigError
 
@@ -94,6 +94,7 @@ def fairness_analysis(
     shift: str = "population",
     ties: str = "largest",
     sections: Sequence[str] = SECTIONS,
+    effect: float = EFFECT,
 ) -> dict[str, pd.DataFrame]:
     """All fairness sections for one or several runs of one method.
 
@@ -105,7 +106,7 @@ def fairness_analysis(
         The pruned level compared with level 0 by Hooker et al.'s test and PIEs.
     labels : ndarray of shape (N,), optional
         The shared test labels (needed for PIEs).
-    class_names, alpha, shift, ties
+    class_names, alpha, shift, ties, effect
         See :func:`hooker_test` and :func:`modal_predictions`.
     sections : sequence of str
         Which of :data:`SECTIONS` to compute. ``drops`` covers every level of every run; ``fit`` every level
@@ -151,7 +152,7 @@ def fairness_analysis(
             np.array([np.asarray(r.accuracy)[i] for r, i in zip(runs, d)]),
             np.stack([np.asarray(r.class_accuracy)[i] for r, i in zip(runs, p)]),
             np.array([np.asarray(r.accuracy)[i] for r, i in zip(runs, p)]),
-            level=level, class_names=class_names, alpha=alpha, shift=shift)
+            level=level, class_names=class_names, alpha=alpha, shift=shift, effect=effect)
     if {"pies", "pie_examples"} & set(sections):
         if labels is None:
             raise ConfigError("PIEs need the test labels; pass labels=")
@@ -163,7 +164,7 @@ def fairness_analysis(
             np.stack([r.predictions[0] for r in runs]), np.stack([r.predictions[level] for r in runs]), labels,
             num_classes=n_classes, class_names=class_names, level=level, ties=ties)
         if "pies" in sections:
-            out["pies"] = pie_counts(examples, n_classes, class_names)
+            out["pies"] = pie_counts(examples, n_classes, class_names, ties)
         if "pie_examples" in sections:
             out["pie_examples"] = examples
     return {k: out[k] for k in SECTIONS if k in out}

@@ -15,7 +15,8 @@ from typing import Iterable
 import numpy as np
 
 from ticketlab.errors import ConfigError
-from ticketlab.masks import pack_mask
+from ticketlab.masks import POPCOUNT8 as _POPCOUNT8
+from ticketlab.masks import pack_mask, popcount_words
 
 __all__ = ["OverlapCounts", "total_counts", "pack", "packed_overlap_counts", "overlap_counts"]
 
@@ -84,32 +85,12 @@ def total_counts(counts: Iterable[OverlapCounts]) -> OverlapCounts:
 
 #: uint64 words per block: 512 KiB per operand, so the temporaries stay in L2 cache.
 _BLOCK_WORDS = 1 << 16
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 _HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")  # numpy >= 2.0
 
 
-def _sum_counts(counts: np.ndarray) -> int:
-    """Sum of per-word bit counts (uint8, each ≤ 64).
-
-    Rows of 512 counts are added element-wise in uint16 (at most 512 · 64 = 32768, no overflow), which numpy
-    vectorises; this is about 5x faster than ``counts.sum()``, which widens every element to 64 bits.
-    """
-    m = counts.size
-    k = m - m % 512
-    total = 0
-    if k:
-        total += int(counts[:k].reshape(512, -1).sum(axis=0, dtype=np.uint16).sum(dtype=np.uint64))
-    if k < m:
-        total += int(counts[k:].sum(dtype=np.uint64))
-    return total
-
-
 def _popcount_into(words: np.ndarray, out: np.ndarray) -> int:
-    """Total set bits of a uint64 array; ``out`` is a uint8 scratch array of the same length."""
-    if _HAS_BITWISE_COUNT:
-        np.bitwise_count(words, out=out)
-        return _sum_counts(out)
-    return int(_POPCOUNT8[words.view(np.uint8)].sum(dtype=np.uint64))
+    """Total set bits of a uint64 array (the one popcount, :func:`ticketlab.masks.popcount_words`)."""
+    return popcount_words(words, out, bitwise_count=_HAS_BITWISE_COUNT)
 
 
 def pack(mask: np.ndarray) -> np.ndarray:

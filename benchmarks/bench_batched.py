@@ -29,6 +29,16 @@ Usage::
 
 The last lines print the verdict for the CPU default of ``--chains-per-process``: batch only where ``batched``
 measures at least as fast as ``sequential``.
+
+End to end (``--imp PRESET``): whole IMP runs of a preset for several seeds through ``ticketlab.lottery.run_imps``
+(data loading, every level's trainings and controls, pruning, evaluations, file writes), once per
+``--imp-chains`` value (1 = the runs one after another by the single path), timed by wall clock::
+
+    python benchmarks/bench_batched.py --imp quickstart --imp-seeds 0 --imp-chains 1,2 --device cuda   # <= 10 s
+    python benchmarks/bench_batched.py --imp lth-lenet300 --imp-seeds 0-4 --imp-controls reinit,random \
+        --imp-chains 15 --device cuda                                      # the issue-11 study, <= 6 minutes
+    python benchmarks/bench_batched.py --imp quickstart --imp-seeds 0-1 --imp-iterations 100 --imp-levels 2 \
+        --imp-chains 1,4                                                   # a CPU-sized check
 """
 
 from __future__ import annotations
@@ -179,6 +189,44 @@ def dataclasses_replace_window(specs: list[ChainSpec], r: int, steps: int) -> li
     return [dataclasses.replace(s, start_iteration=r * steps, stop_iteration=(r + 1) * steps) for s in specs]
 
 
+def seed_list(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
+
+
+def bench_imp(args, device: torch.device) -> None:
+    """``--imp``: whole IMP runs of a preset for several seeds, once per ``--imp-chains`` value."""
+    import tempfile
+    from pathlib import Path
+
+    from ticketlab.lottery import run_imps
+    from ticketlab.presets import build_config
+
+    overrides = dict(levels=args.imp_levels, iterations=args.imp_iterations or None, data_dir=args.data_dir,
+                     controls=None if args.imp_controls is None else [c for c in args.imp_controls.split(",") if c])
+    seeds = seed_list(args.imp_seeds)
+    configs = [build_config(args.imp, seed=s, **overrides) for s in seeds]
+    c = configs[0]
+    trainings = len(seeds) * (1 + c.levels * (1 + len(c.controls)))
+    print(f"{args.imp}: {len(seeds)} seeds x {c.levels + 1} levels x {c.train.iterations} iterations, controls "
+          f"{','.join(c.controls) or 'none'}: {trainings} trainings", flush=True)
+    for k in [int(v) for v in args.imp_chains.split(",") if v]:
+        with tempfile.TemporaryDirectory(prefix="bench-imp-") as tmp:
+            paths = [Path(tmp) / f"seed{s}.h5" for s in seeds]
+            sync(device)
+            t0 = time.perf_counter()
+            run_imps(configs, paths, device=str(device), progress=False, chains_per_process=k)
+            sync(device)
+            wall = time.perf_counter() - t0
+        steps = sum(r.train.iterations + r.levels * (1 + len(r.controls)) * (lambda w: w[1] - w[0])(
+            r.retrain_window(r.steps_per_epoch())) for r in configs)
+        print(f"  chains per process {k:3d}: {wall:8.1f} s end to end, {steps / wall:,.0f} chain-steps/s "
+              "(data loading and evaluations included)", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -192,6 +240,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's default)")
     ap.add_argument("--optimizer", default="adam")
     ap.add_argument("--lr", type=float, default=1.2e-3)
+    g = ap.add_argument_group("end to end (--imp)")
+    g.add_argument("--imp", metavar="PRESET", help="time whole IMP runs of this preset instead (see the docstring)")
+    g.add_argument("--imp-seeds", default="0-1", help="seeds, e.g. 0-4 (default 0-1)")
+    g.add_argument("--imp-chains", default="1,8", help="chains per process to compare (default 1,8)")
+    g.add_argument("--imp-levels", type=int, help="override the preset's levels")
+    g.add_argument("--imp-iterations", type=int, help="override the preset's iterations")
+    g.add_argument("--imp-controls", help="override the preset's controls (comma-separated; '' for none)")
+    g.add_argument("--data-dir", help="where the datasets are (default: the repository's data/)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -200,6 +256,9 @@ def main(argv=None) -> int:
         raise SystemExit("--device cuda: no CUDA device here")
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {device.type} ({label})", flush=True)
+    if args.imp:
+        bench_imp(args, device)
+        return 0
     t0 = time.perf_counter()
     results = {}
     for k in [int(v) for v in args.chains.split(",") if v]:

@@ -54,6 +54,7 @@ CELLS = [
     sys.modules["reproduce"] = reproduce
     spec.loader.exec_module(reproduce)
     STUDIES = ROOT / "data" / "studies"
+    data = {name: reproduce.Data(name) for name in ["lth", "renda", "transfer", "paganini"]}  # analyses cached
     print(sorted(p.name for p in STUDIES.iterdir() if p.is_dir()))
     """),
     md("""
@@ -80,7 +81,7 @@ CELLS = [
     axes[0].legend();
     """),
     code("""
-    reproduce.check(reproduce.ITEMS["lth"])
+    reproduce.check(reproduce.ITEMS["lth"], data=data["lth"])
     """),
     md("""
     ## 6 · Effective sparsity (Vysogorets & Kempe), from the same files
@@ -89,7 +90,7 @@ CELLS = [
     weights on an input-to-output path.
     """),
     code("""
-    reproduce.check(reproduce.ITEMS["effective"])
+    reproduce.check(reproduce.ITEMS["effective"], data=data["lth"])
     """),
     md("""
     ## 5 · Who pays (Hooker et al. 2019): per-class Welch tests and PIEs vs density
@@ -98,8 +99,12 @@ CELLS = [
     points of class recall.
     """),
     code("""
-    reproduce.check(reproduce.ITEMS["fairness"])
-    reproduce._fairness(reproduce.Data("lth")).round(4)
+    # per level: classes flagged by Welch's test, the smallest change detected with 80% power (median over
+    # classes), PIEs; written by `reproduce.py fairness`, recomputed by `reproduce.py fairness --check` (~20 s)
+    fairness = pd.read_csv(STUDIES / "lth" / "fairness.csv")
+    ax = fairness.plot(x="density", y=["flagged"], logx=True, marker="o", figsize=(5, 3))
+    ax.invert_xaxis()
+    fairness.round(4)
     """),
     md("""
     ## 2 · Renda et al. 2020: fine-tuning vs weight rewinding vs learning-rate rewinding
@@ -109,17 +114,35 @@ CELLS = [
     (renda[renda.branch == "main"].groupby(["level", "reset"]).accuracy.mean().unstack("reset") * 100).round(2)
     """),
     code("""
-    reproduce.check(reproduce.ITEMS["renda"])
+    reproduce.check(reproduce.ITEMS["renda"], data=data["renda"])
     """),
     md("""
     ## 4 · Ticket transfer between digit subsets
     """),
     code("""
-    transfer = reproduce._transfer_table(reproduce.Data("transfer"))
+    transfer = reproduce._transfer_table(data["transfer"])
     transfer.round(4)
     """),
     code("""
-    reproduce.check(reproduce.ITEMS["transfer"])
+    reproduce.check(reproduce.ITEMS["transfer"], data=data["transfer"])
+    """),
+    md("""
+    ## 3 · Paganini & Forde 2020: overlap between seeds and methods, the consensus ticket
+
+    Overlap of the `lth` seeds' masks level by level beside its chance level (random placement with the same
+    per-layer counts), and the consensus (intersection) of three seeds' tickets retrained.
+    """),
+    code("""
+    # written by `reproduce.py paganini`; `reproduce.py paganini --check` recomputes them from the masks (~10 s)
+    overlap = pd.read_csv(STUDIES / "paganini" / "seed_overlap.csv")
+    overlap.groupby("level")[["density", "jaccard", "expected", "p_value"]].agg(["mean", "max"]).round(4)
+    """),
+    code("""
+    methods = pd.read_csv(STUDIES / "paganini" / "method_overlap.csv")
+    methods.groupby(["level", "pair"]).jaccard.mean().unstack("pair").round(3)
+    """),
+    code("""
+    reproduce._consensus_table(data["paganini"]).round(4)
     """),
 ]
 

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -94,11 +93,9 @@ def entries(path: Path):
 
 
 def attrs_of(path: Path, level: int, branch: str | None) -> dict:
-    """A level's or branch's attributes, read with h5py (``TicketFile.level_attrs`` refuses the control seeds at
-    or over 2**62 that ``derive_seed`` draws half the time)."""
-    key = f"levels/{level}" + (f"/branches/{branch}" if branch else "")
-    with h5py.File(path, "r") as f:
-        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f[key].attrs.items()}
+    """A level's or branch's attributes."""
+    with store.open_ticket(path) as t:
+        return t.level_attrs(level, branch=branch)
 
 
 def rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -311,6 +308,12 @@ def test_train_seeds_end_to_end_and_one_chain_per_process_equals_train_seed(tmp_
     # resuming a complete set trains nothing
     assert main(["train", "--seeds", "0,1", "--chains-per-process", "4", *SHORT, "--out",
                  str(tmp_path / "b{seed}.h5"), "--resume"]) == 0
+    # --resume of a set continues its files and starts the seeds not started yet (a sequential set killed early)
+    assert main(["train", "--seeds", "1-2", "--chains-per-process", "1", *SHORT, "--out",
+                 str(tmp_path / "s{seed}.h5"), "--resume"]) == 0
+    with store.open_ticket(tmp_path / "s2.h5") as t:
+        assert t.status == "complete" and t.seed == 2
+    assert entries(tmp_path / "s1.h5") == entries(tmp_path / "alone.h5")
 
 
 def assert_close_mnist(got: Path, want: Path) -> None:
@@ -327,8 +330,8 @@ def assert_close_mnist(got: Path, want: Path) -> None:
     (["--seeds", "0-1", "--seed", "3"], "--seed and --seeds contradict"),
     (["--seeds", "0-1", "--chains-per-process", "0"], "--chains-per-process must be >= 1"),
 ])
-def test_train_seeds_refusals_are_one_line(tmp_path, capsys, argv, fragment):
-    os.chdir(tmp_path)
+def test_train_seeds_refusals_are_one_line(tmp_path, capsys, monkeypatch, argv, fragment):
+    monkeypatch.chdir(tmp_path)
     assert main(["train", *argv, *SHORT]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ticketlab train: error: ") and err.count("\n") == 1 and fragment in err, err

@@ -22,6 +22,7 @@ info, sparsity, overlap, structure, fairness and export through ``ticketlab.cli.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import json
 import math
@@ -44,6 +45,7 @@ from ticketlab.evaluation import Evaluation
 
 SEED = 20240917
 COMMANDS = ("info", "sparsity", "overlap", "structure", "fairness", "export")
+CASE_TIMEOUT_S = 300
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -776,11 +778,15 @@ def _run(bases: list[Base], n: int, tmp: Path, seed: int = SEED) -> Tally:
             return (level, branch) in named or (level, branch) == other
 
         raw = Raw(path)
+        # a reader that never returns (HDF5 looping inside one C call) ends the run with a stack dump instead of
+        # hanging it; the case's file stays in place for a look
+        faulthandler.dump_traceback_later(CASE_TIMEOUT_S, exit=True)
         try:
             _api(path, raw, note, focus)
             # every case runs the whole API; the commands take turns, each on a sixth of the cases of every kind
             _cli(path, raw, COMMANDS[(case // len(kinds)) % len(COMMANDS)], tmp, note)
         finally:
+            faulthandler.cancel_dump_traceback_later()
             raw.close()
         path.unlink()
     return tally

@@ -546,6 +546,25 @@ def test_files_without_checksums_still_open_and_info_says_so(ticket, tmp_path, c
     assert "checksums: partial: 1 of" in capsys.readouterr().out
 
 
+def test_a_global_heap_that_would_hang_hdf5_is_refused_first(ticket, tmp_path):
+    """HDF5 loops forever (inside one C call, holding the GIL) on a global heap collection whose object list
+    does not advance, e.g. a zeroed object header; the store refuses such a file before HDF5 reads it."""
+    path, _ = ticket
+    data = bytearray(path.read_bytes())
+    heap = data.find(b"GCOL")  # the first collection: root attributes, tensor names, ...
+    assert heap > 0
+    data[heap + 16:heap + 32] = bytes(16)  # its first object: index 0, size 0
+    bad = tmp_path / "heap.h5"
+    bad.write_bytes(bytes(data))
+    proc = subprocess.run([sys.executable, "-m", "ticketlab", "info", str(bad)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"ticketlab info: error: {bad}: the HDF5 global heap at byte {heap} is damaged "
+                                   "(its object list does not advance); the file is truncated or corrupted")
+    with pytest.raises(TicketFileError, match="global heap"):
+        store.open_ticket(bad)
+
+
 def test_popcount_counts_only_the_weights(ticket):
     from ticketlab.masks import popcount
 

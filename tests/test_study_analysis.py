@@ -265,6 +265,21 @@ def test_a_study_never_pools_its_methods(lr_study, capsys):
                                                             ("0.01", "0.01")}
 
 
+def test_accuracy_figure_from_the_csv_dashes_the_controls(study, tmp_path, capsys):
+    """As a notebook draws it: from the CSV that 'ticketlab study frame' writes (strings read back as pandas' own
+    string type), one solid line per method and its control dashed, each with a band over the two seeds."""
+    from ticketlab import plots
+
+    code, _, err = cli(capsys, "study", "frame", str(study), "--out", str(tmp_path / "frame.csv"))
+    assert code == 0, err
+    fig = plots.study_accuracy(pd.read_csv(tmp_path / "frame.csv"))
+    ax = fig.axes[0]
+    styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+    assert styles == {"rewind-init (seeds 0, 1)": "-", "rewind-init / reinit (seeds 0, 1)": "--",
+                      "lr-rewind (seeds 0, 1)": "-", "lr-rewind / reinit (seeds 0, 1)": "--"}
+    assert len(ax.collections) == 4  # a band per line
+
+
 def test_figures_draw_one_line_per_method(lr_study):
     from ticketlab import plots
     from ticketlab.study import study_frame

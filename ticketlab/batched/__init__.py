@@ -19,6 +19,10 @@ so the update itself is bit-identical; on CUDA the whole step is one CUDA graph 
 On CPU batching does not pay (measured in ``benchmarks/bench_batched.py``), so :func:`default_chains_per_process`
 is 1 there: callers train chains one after another unless asked to batch.
 
+IMP over many runs at once (every level's chains and controls as groups, each run written to its own ticket file,
+resumable) is :func:`ticketlab.lottery.run_imps` (:mod:`ticketlab.lottery.group`), behind ``ticketlab train --seeds``
+and the study runner's ``--chains-per-process``.
+
 Modules
 -------
 - :mod:`~ticketlab.batched.spec`: :class:`ChainSpec`, :class:`ChainResult`, grouping;

@@ -69,7 +69,6 @@ def collect(path: str, layers: bool = False, branches: bool = True) -> dict[str,
                 for x in tensors
             ],
             "checkpoints": t.checkpoints(),
-            "checksums": t.checksums(),
             "levels": [{**r, "branch": r["branch"] if isinstance(r["branch"], str) else None}
                        for r in t.summary(branches=branches).to_dict("records")],
         }
@@ -83,11 +82,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(info))
         return 0
-    print(render(info))
+    with TicketFile(args.file) as t:
+        checksums = t.checksums()
+    print(render(info, checksums))
     return 0
 
 
-def render(info: dict[str, Any]) -> str:
+def render(info: dict[str, Any], checksums: dict[str, Any] | None = None) -> str:
+    """The text ``info`` prints; ``checksums`` as :meth:`TicketFile.checksums` gives it (a line when given)."""
     size = sum(t["size"] for t in info["tensors"])
     pruned = sum(1 for t in info["tensors"] if t["pruned"])
     v = info["versions"]
@@ -103,7 +105,7 @@ def render(info: dict[str, Any]) -> str:
         f"  created  {info['created']} with ticketlab {v.get('ticketlab_version', '?')}, "
         f"torch {v.get('torch_version', '?')}, numpy {v.get('numpy_version', '?')}, h5py {v.get('h5py_version', '?')}",
         f"  weights  {', '.join(info['checkpoints']) or 'none'}",
-        f"  checksums: {checksum_line(info['checksums'])}",
+        *([f"  checksums: {checksum_line(checksums)}"] if checksums is not None else []),
         "",
     ]
     levels = info["levels"]

@@ -78,8 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     f = actions.add_parser("frame", help="the tidy table: one row per chain x level x branch",
                            description="Write the study's results as one row per chain x level x branch: the "
-                           "axis values, chain, level, branch ('main' or the control), density, accuracy, "
-                           "early-stop iteration and per-class accuracy (columns 'accuracy[CLASS]').",
+                           "axis values, chain, level, branch ('main' or the control), method (the axis values but "
+                           "the seed: a method's chains are its seeds), seed, density, accuracy, early-stop "
+                           "iteration and per-class accuracy (columns 'accuracy[CLASS]'). For the figures, "
+                           "'ticketlab report DIR'; overlap, fairness and structure take DIR too.",
                            epilog=example_epilog("ticketlab study frame runs/rewinding --out rewinding.csv",
                                                  "ticketlab study frame runs/rewinding --out rewinding.parquet"))
     f.add_argument("directory", metavar="DIR", help="the study directory")

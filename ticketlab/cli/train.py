@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--resume and --overwrite contradict each other; choose one")
     if args.fresh_init and not args.mask:
         raise ConfigError("--fresh-init goes with --mask")
-    if args.seeds is not None or args.chains_per_process is not None:
+    if args.seeds is not None or args.chains_per_process is not None or _batched_by_default(args.device):
         return _run_many(args)
     config = config_from_args(args)
     out = Path(args.out) if args.out else default_output(args.preset, config.seed)
@@ -246,6 +246,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batched_by_default(device: str) -> bool:
+    """Whether a run given neither --seeds nor --chains-per-process trains batched (its chain and controls in one
+    group): where the device's default is several chains per process (CUDA), except under torchrun."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return False
+    from ticketlab.batched import default_chains_per_process
+    from ticketlab.lottery import resolve_device
+
+    return default_chains_per_process(resolve_device(device)) > 1
+
+
 def _run_many(args: argparse.Namespace) -> int:
     """``--seeds`` / ``--chains-per-process``: one run per seed, their chains batched (ticketlab.lottery.group)."""
     from ticketlab.cli.info import collect, render
@@ -266,9 +279,13 @@ def _run_many(args: argparse.Namespace) -> int:
     outs = [Path(args.out.replace("{seed}", str(c.seed))) if args.out else default_output(args.preset, c.seed)
             for c in configs]
     many = len(configs) > 1
+    # --resume continues the set: the files there are resumed, the seeds not started yet (a sequential set killed
+    # early) are started; with no file at all there is nothing to resume
+    some = args.resume and any(out.exists() for out in outs)
     with _interruptible() as interrupted, contextlib.ExitStack() as held:
         for out in outs:  # every lock taken before anything is read or replaced, and held until the runs end
-            held.enter_context(prepare_output(out, inputs=[args.mask], overwrite=args.overwrite, resume=args.resume,
+            held.enter_context(prepare_output(out, inputs=[args.mask], overwrite=args.overwrite,
+                                              resume=args.resume and (out.exists() or not some),
                                               suffixes=TICKET_SUFFIXES))
 
         def logger(prefix: str):

@@ -58,6 +58,7 @@ class StudyChain:
     seed: int | None
     model: str
     levels: tuple[int, ...]
+    eval_every: int = 0       # iterations between validations during training (0: none, no early stopping)
 
 
 @dataclass
@@ -142,8 +143,9 @@ def read_study(directory: str | os.PathLike) -> Study:
         if not levels:
             waiting.append(entry["name"])
             continue
-        chains.append(StudyChain(entry["name"], str(path), dict(entry["axes"]), method, entry["config"].get("seed"),
-                                 model, levels))
+        config = entry["config"]
+        chains.append(StudyChain(entry["name"], str(path), dict(entry["axes"]), method, config.get("seed"), model,
+                                 levels, int((config.get("train") or {}).get("eval_every") or 0)))
     if not chains:
         raise TicketFileError(f"{directory}: no chain of the study has a completed level yet; run it with "
                               "'ticketlab study run SPEC --out DIR'")

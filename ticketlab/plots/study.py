@@ -45,8 +45,9 @@ def _as_runs(frame: pd.DataFrame, y: str, what: str) -> pd.DataFrame:
     require_columns(frame, ["method", "chain", "level", "density", y], what)
     out = frame.copy()
     branch = out["branch"] if "branch" in out.columns else pd.Series([None] * len(out), index=out.index)
-    out["branch"] = [None if _is_main(b) else str(b) for b in branch]
-    out["line"] = [str(m) if b is None else f"{m} / {b}" for m, b in zip(out["method"], out["branch"])]
+    controls = [None if _is_main(b) else str(b) for b in branch]
+    out["line"] = [str(m) if b is None else f"{m} / {b}" for m, b in zip(out["method"], controls)]
+    out["branch"] = pd.Series(controls, index=out.index, dtype=object)
     out["run"] = out["chain"]
     if "seed" not in out.columns:
         out["seed"] = np.nan

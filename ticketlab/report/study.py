@@ -92,10 +92,9 @@ class _StudyBuilder:
         stop = frame.dropna(subset=["early_stop_iteration"])
         if stop.empty:
             self.page.paragraph("No early-stopping iteration is recorded.", note=True)
-        elif (stop["early_stop_iteration"] == stop["iterations"]).all():
-            self.page.paragraph("The early-stopping iteration (minimum validation loss) is the last iteration of "
-                                "every level: the chains did not validate during training (eval-every = 0), so "
-                                "its figure is left out.", note=True)
+        elif not any(c.eval_every for c in self.study.chains):
+            self.page.paragraph("The chains did not validate during training (eval-every = 0), so there is no "
+                                "early-stopping iteration (minimum validation loss) to show.", note=True)
         else:
             self.page.figure(study_early_stop(frame),
                              "Early-stopping iteration (iteration of minimum validation loss, Frankle & Carbin 2019) "
@@ -186,7 +185,7 @@ class _StudyBuilder:
             "were placed uniformly at random. Effective density (Vysogorets & Kempe 2021; feed-forward models "
             "only): kept weights on some input-to-output path; effective sparsity = 1 − effective density.")
         self.page.figure(structure_vs_density(frame),
-                         f"One line per method, the mean over its seeds (bands: min–max); dashed grey: the random "
+                         "One line per method, the mean over its seeds (bands: min–max); dashed grey: the random "
                          "placement expectation, or for effective density the density itself.")
         try:
             level = matched_level(self.study, self.level)

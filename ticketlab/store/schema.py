@@ -22,7 +22,7 @@ import numpy as np
 
 from ticketlab._version import __version__
 from ticketlab.errors import ConfigError, TicketFileError
-from ticketlab.store.checks import _detail, attr
+from ticketlab.store.checks import _detail, attr, check_global_heaps
 
 #: Version of the on-disk schema written by this ticketlab; readers accept files up to this version.
 SCHEMA_VERSION = 1
@@ -174,6 +174,7 @@ def _open_h5(path: Path, mode: str, locking: bool | None = None) -> h5py.File:
         raise TicketFileError(f"{path}: no such file")
     if path.is_dir():
         raise TicketFileError(f"{path}: is a directory, not a ticket file")
+    check_global_heaps(path)
     kwargs = {} if locking is None else {"locking": locking}
     try:
         f = h5py.File(path, mode, **kwargs)

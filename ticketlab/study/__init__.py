@@ -12,7 +12,12 @@ Submodules, one concept each:
 - :mod:`~ticketlab.study.tasks` — what a worker runs (a group of chains, each resumed from its file);
 - :mod:`~ticketlab.study.executors` — in this process, in local worker processes, or on Dask;
 - :mod:`~ticketlab.study.runner` — :func:`run_study`, which ties them together;
-- :mod:`~ticketlab.study.tables` — :func:`study_status` and the tidy :func:`study_frame`.
+- :mod:`~ticketlab.study.tables` — :func:`study_status` and the tidy :func:`study_frame`, with each chain's
+  method (its axis values but the seed).
+
+The analysis of a study directory (overlap, fairness and structure by method, the report page) reads it through
+:mod:`ticketlab.frames.study`; its figures are :mod:`ticketlab.plots.study`'s, its page
+:func:`ticketlab.report.write_study_report`.
 """
 
 from ticketlab.study.manifest import read_manifest

@@ -97,9 +97,9 @@ def study_frame(directory: str | os.PathLike, *, per_class: bool = True) -> Any:
 
     Columns: the axes (one column each, values as in the spec), ``chain``, ``file``, ``level``, ``branch``
     (``"main"`` for the chain itself, else the control's name), ``method`` (:func:`method_label`: the axis values
-    but the seed), ``seed`` (the chain's seed, also when it is not an axis), ``kept``, ``size``, ``density``, ``sparsity``,
-    ``compression``, ``accuracy``, ``loss``, ``early_stop_iteration``, ``iterations``, ``wall_time`` and, with
-    ``per_class``, ``accuracy[<class>]`` for every class of the dataset (recall on the test set). Chains still
+    but the seed), ``seed`` (the chain's seed, also when it is not an axis), ``kept``, ``size``, ``density``,
+    ``sparsity``, ``compression``, ``accuracy``, ``loss``, ``early_stop_iteration``, ``iterations``, ``wall_time``
+    and, with ``per_class``, ``accuracy[<class>]`` for every class of the dataset (recall on the test set). Chains still
     running contribute the levels they have completed; chains not started contribute nothing.
     """
     import pandas as pd

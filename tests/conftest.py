@@ -11,6 +11,20 @@ from ticketlab import store
 from ticketlab.evaluation import Evaluation
 from ticketlab.masks import TensorInfo
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module, restored after it: CPU results are equal bit for bit only at equal
+    thread counts (subprocesses run with ``OMP_NUM_THREADS=1``), and on a shared 2-core machine two threads
+    contending with other jobs run the tiny models several times slower. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fuzz-n", type=int, default=1000, metavar="N",
                      help="corrupted ticket files tried by tests/test_fuzz.py (default 1000; 20000 for a long run)")

@@ -40,14 +40,7 @@ MNIST = ["--data-dir", DATA_DIR, "--classes", "0-1", "--val-size", "500", "--eva
          "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread, as the subprocesses below (``OMP_NUM_THREADS=1``): CPU results are equal bit for bit
-    only at equal thread counts."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mlp(seed: int) -> nn.Module:

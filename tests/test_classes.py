@@ -23,12 +23,7 @@ TINY = ["--data-dir", DATA_DIR, "--quiet", "--device", "cpu", "--iterations", "6
         "--eval-every", "0", "--val-size", "300", "--controls", "none"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from ticketlab.lottery import CONTROLS, RESET_MODES
 from ticketlab.models import list_models
 from ticketlab.presets import build_config, list_presets, preset_as_flags
 from ticketlab.pruning import list_strategies
+from cli_helpers import cli
 
 from imp_helpers import run_tiny, synthetic_data, tiny_config, tiny_train
 
@@ -36,19 +37,9 @@ DATA_DIR = str(REPO / "data")  # the shipped MNIST, named explicitly so that $TI
 TINY = ["--data-dir", DATA_DIR, "--quiet", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread (see tests/test_imp.py); restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(err: str, *fragments: str) -> None:

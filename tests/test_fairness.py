@@ -28,6 +28,7 @@ from ticketlab.analysis.fairness import (SHIFTS, TIES, FairnessRun, check_same_t
 from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.evaluation import Evaluation
+from cli_helpers import cli
 
 # -- synthetic runs -------------------------------------------------------------------------------------------
 
@@ -83,10 +84,6 @@ def runs(tmp_path_factory) -> tuple[list[Path], list[np.ndarray]]:
     return paths, [write_run(p, s) for s, p in enumerate(paths)]
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- drops -----------------------------------------------------------------------------------------------------

@@ -22,16 +22,13 @@ from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.masks import TensorInfo
 from ticketlab.models import create_model, prunable_tensors
+from cli_helpers import cli
 
 from conftest import TOY_TENSORS, make_ticket
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- library -----------------------------------------------------------------------------------------------

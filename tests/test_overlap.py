@@ -18,9 +18,9 @@ from scipy import stats
 from ticketlab import store
 from ticketlab.analysis import overlap as ov
 from ticketlab.analysis.overlap import counts as ov_counts
-from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.masks import TensorInfo
+from cli_helpers import cli
 
 from conftest import TOY_TENSORS, make_ticket
 
@@ -49,10 +49,6 @@ def write_ticket(path: Path, tensors: list[TensorInfo], levels: list[dict[str, n
     return path
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- counts ------------------------------------------------------------------------------------------------

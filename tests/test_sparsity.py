@@ -15,9 +15,9 @@ import pytest
 
 from ticketlab import store
 from ticketlab.analysis.sparsity import SPARSITY_COLUMNS, mask_sparsity, sparsity_table
-from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.masks import TensorInfo
+from cli_helpers import cli
 
 from conftest import TOY_TENSORS
 
@@ -25,10 +25,6 @@ TENSORS = [TensorInfo("a.weight", (4, 5), "linear"), TensorInfo("b.weight", (2, 
            TensorInfo("c.weight", (3, 4), "linear", pruned=False)]
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def hand_ticket(path: Path, seed: int = 0, method: str = "hand-made") -> list[dict[str, np.ndarray]]:

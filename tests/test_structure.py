@@ -25,7 +25,7 @@ from ticketlab.analysis.structure import (
     dispersion_statistic, effective_density, effective_masks, feedforward_chain, fully_pruned_null,
     fully_pruned_probability, group_structure,
 )
-from ticketlab.cli import main
+from cli_helpers import cli
 from ticketlab.errors import ConfigError
 from ticketlab.masks import TensorInfo
 
@@ -444,10 +444,6 @@ def write_ticket(path: Path, model_name: str, densities=(1.0, 0.5, 0.1), seed: i
     return tensors, levels
 
 
-def cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from ticketlab.cli import main
 from ticketlab.store import open_ticket
 from ticketlab.study import load_spec, parse_spec, read_manifest, study_frame, study_status
 from ticketlab.study.spec import file_stems
+from cli_helpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = str(REPO / "data")
@@ -37,18 +37,9 @@ CHAINS = {"reset=rewind-init,seed=0": ("rewind-init", 0), "reset=rewind-init,see
           "reset=lr-rewind,seed=0": ("lr-rewind", 0), "reset=lr-rewind,seed=1": ("lr-rewind", 1)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def train_flags(reset: str, seed: int, levels: int = 2) -> list[str]:

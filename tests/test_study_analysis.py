@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.store import open_ticket
+from cli_helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = str(ROOT / "data")
@@ -62,12 +62,7 @@ controls = "none"
 IDENTITY = ("chain_a", "chain_b", "method_a", "method_b", "seed_a", "seed_b")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_study(tmp_path_factory, name: str, text: str) -> Path:
@@ -94,10 +89,6 @@ def chain_files(directory: Path) -> list[str]:
     return [str(directory / c["file"]) for c in manifest["chains"]]
 
 
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def cli_json(capsys, *argv: str):

@@ -467,3 +467,17 @@ def test_cuda_graph_group_matches_eager_and_cpu():
             assert rel_diff(g.weights[name], c.weights[name]) <= 1e-4
         np.testing.assert_array_equal(g.curve["iteration"], c.curve["iteration"])
         assert abs(g.result.test_accuracy - c.result.test_accuracy) <= ACC_TOL
+
+
+@pytest.mark.parametrize("n", range(0, 23))
+@pytest.mark.parametrize("at_most", [1, 2, 3, 4, 7, 32])
+def test_balanced_chunks_are_the_fewest_and_differ_by_at_most_one(n, at_most):
+    from ticketlab.batched.spec import balanced_chunks
+
+    items = list(range(n))
+    chunks = balanced_chunks(items, at_most)
+    assert [x for c in chunks for x in c] == items          # order kept, nothing lost or repeated
+    assert len(chunks) == -(-n // at_most)                   # the fewest chunks that respect the limit
+    sizes = [len(c) for c in chunks]
+    assert all(1 <= s <= at_most for s in sizes)
+    assert not sizes or max(sizes) - min(sizes) <= 1

@@ -147,16 +147,22 @@ def plan_groups(specs: Sequence[ChainSpec], chains_per_process: int) -> list[lis
     by_key: dict[tuple, list[int]] = {}
     for i, spec in enumerate(specs):
         by_key.setdefault(group_key(spec), []).append(i)
-    groups = []
-    for members in by_key.values():
-        count = math.ceil(len(members) / chains_per_process)
-        size, extra = divmod(len(members), count)
-        start = 0
-        for g in range(count):
-            stop = start + size + (1 if g < extra else 0)
-            groups.append(members[start:stop])
-            start = stop
-    return groups
+    return [chunk for members in by_key.values() for chunk in balanced_chunks(members, chains_per_process)]
+
+
+def balanced_chunks(items: Sequence[Any], at_most: int) -> list[list[Any]]:
+    """Split ``items`` (in order) into the fewest chunks of at most ``at_most``, their sizes differing by at most
+    one: 10 items at most 4 → 4, 3, 3 (not 4, 4, 2), so no group trains much smaller than the others."""
+    count = math.ceil(len(items) / at_most)
+    if count == 0:
+        return []
+    size, extra = divmod(len(items), count)
+    chunks, start = [], 0
+    for g in range(count):
+        stop = start + size + (1 if g < extra else 0)
+        chunks.append(list(items[start:stop]))
+        start = stop
+    return chunks
 
 
 #: Chains per process by default, per device type. CPU: 1 (sequential single chains): on CPU a batched step does

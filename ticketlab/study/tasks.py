@@ -207,22 +207,14 @@ def group_tasks(tasks: list[ChainTask], chains_per_process: int) -> list[list[Ch
     one kind differ in size by at most one. With 1, every chain is its own task (and runs by the single path)."""
     if chains_per_process <= 1:
         return [[task] for task in tasks]
+    from ticketlab.batched.spec import balanced_chunks
     from ticketlab.lottery.group import compatibility_key
 
     kinds: dict[tuple, list[ChainTask]] = {}
     for task in tasks:
         key = (task.device, task.threads, task.shared_fs, compatibility_key(task.config))
         kinds.setdefault(key, []).append(task)
-    groups = []
-    for members in kinds.values():
-        count = -(-len(members) // chains_per_process)
-        size, extra = divmod(len(members), count)
-        start = 0
-        for g in range(count):
-            stop = start + size + (1 if g < extra else 0)
-            groups.append(members[start:stop])
-            start = stop
-    return groups
+    return [chunk for members in kinds.values() for chunk in balanced_chunks(members, chains_per_process)]
 
 
 def failure(task: ChainTask, err: BaseException, wall_time: float = 0.0) -> ChainResult:

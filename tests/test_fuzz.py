@@ -483,8 +483,22 @@ class Raw:
     def kept(self, level: int, branch: str | None = None) -> dict[str, int]:
         return {n: int(self.mask(level, n, branch).sum()) for n in self.names}
 
-    def labels(self) -> np.ndarray:
-        return self.f["dataset/test_labels"][()].astype(np.int64)
+    def labels(self) -> np.ndarray | None:
+        """The test labels, or None: they are optional, and then only the confusion matrix says what is right."""
+        return self.f["dataset/test_labels"][()].astype(np.int64) if "dataset/test_labels" in self.f else None
+
+    def confusion(self, e: h5py.Group) -> np.ndarray:
+        """The confusion matrix the predictions and labels give; without labels, the stored one, provided its
+        column sums count the predictions."""
+        preds = e["predictions"][()].astype(np.int64)
+        labels = self.labels()
+        if labels is None:
+            conf = e["confusion"][()].astype(np.int64)
+            if conf.min() < 0 or not np.array_equal(conf.sum(axis=0), np.bincount(preds, minlength=conf.shape[0])):
+                raise Stale(f"{e.name}: confusion matrix accepted that does not count the predictions")
+            return conf
+        c = int(self.f["dataset"].attrs["num_classes"])
+        return np.bincount(labels * c + preds, minlength=c * c).reshape(c, c)
 
     def accuracy(self, level: int, branch: str | None = None) -> float | None:
         g = self.group(level, branch)
@@ -496,19 +510,13 @@ class Raw:
             if not (math.isnan(acc) or 0 <= acc <= 1):
                 raise Stale(f"logged accuracy {acc} outside [0, 1] accepted")
             return acc
-        preds = e["predictions"][()].astype(np.int64)
-        return float(np.mean(preds == self.labels())) if preds.size else float("nan")
+        conf = self.confusion(e)
+        return float(np.trace(conf) / conf.sum()) if conf.sum() else float("nan")
 
     def class_accuracy(self, level: int) -> np.ndarray:
-        preds = self.group(level)["eval/predictions"][()].astype(np.int64)
-        labels = self.labels()
-        c = int(self.f["dataset"].attrs["num_classes"])
-        out = np.full(c, np.nan)
-        for k in range(c):
-            sel = labels == k
-            if sel.any():
-                out[k] = np.mean(preds[sel] == k)
-        return out
+        conf = self.confusion(self.group(level)["eval"])
+        support = conf.sum(axis=1)
+        return np.where(support > 0, np.diag(conf) / np.maximum(support, 1), np.nan)
 
     def weights(self, group: str, masks_of: tuple[int, str | None] | None) -> dict[str, np.ndarray]:
         out = {}
@@ -539,13 +547,14 @@ def _check_record(raw: Raw, rec: dict[str, Any], where: str) -> None:
     _same(int(rec["size"]), size, f"{where} level {level} size")
     _same(float(rec["density"]), total / size, f"{where} level {level} density")
     acc = raw.accuracy(level, branch)
-    got = rec["accuracy"]
+    # "no accuracy" is None in the API and null in JSON, which writes NaN as null and inf as text
+    got = float("nan") if rec["accuracy"] is None else float(rec["accuracy"])
     if acc is None:
-        if got is not None and not (isinstance(got, float) and math.isnan(got)):
+        if not math.isnan(got):
             raise Stale(f"{where} level {level}: accuracy {got} without an evaluation")
     else:
-        _same(float(got), acc, f"{where} level {level} {branch} accuracy")
-    loss = rec["loss"]
+        _same(got, acc, f"{where} level {level} {branch} accuracy")
+    loss = None if rec["loss"] is None else float(rec["loss"])
     if loss is not None and not (math.isnan(loss) or loss >= 0):
         raise Stale(f"{where}: negative loss {loss} accepted")
 
@@ -638,13 +647,11 @@ def _api(path: Path, raw: Raw, note: Callable[..., None], focus: Callable[[int, 
                         if "eval" in g and "predictions" in g["eval"]:
                             raise Stale(f"{where}: evaluation with predictions reported as none")
                         return
-                    preds = raw.group(lv, b)["eval/predictions"][()].astype(np.int64)
+                    e = raw.group(lv, b)["eval"]
+                    preds = e["predictions"][()].astype(np.int64)
                     _arrays_equal({"p": ev.predictions}, {"p": preds}, f"{where} predictions")
-                    labels = raw.labels()
-                    c = ev.confusion.shape[0]
-                    want = np.bincount(labels * c + preds, minlength=c * c).reshape(c, c)
-                    _arrays_equal({"c": ev.confusion}, {"c": want}, f"{where} confusion")
-                    _same(ev.accuracy, float(np.mean(preds == labels)), f"{where} accuracy")
+                    _arrays_equal({"c": ev.confusion}, {"c": raw.confusion(e)}, f"{where} confusion")
+                    _same(ev.accuracy, raw.accuracy(lv, b), f"{where} accuracy")
 
                 call("evaluation", lambda: t.evaluation(lv, branch=b), check_eval)
                 point = "init" if b else "trained"

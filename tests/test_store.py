@@ -429,6 +429,7 @@ DAMAGE = {  # the inputs of issue 9 that ended in tracebacks or stale numbers, a
     "model array": (lambda f: f.attrs.__setitem__("model", np.arange(3)),
                     "root attribute 'model' is an array of shape (3,); expected a single string"),
     "model bytes": (lambda f: f.attrs.__setitem__("model", b"\xff\xfe"), "root attribute 'model' is not valid UTF-8"),
+    "status missing": (lambda f: f.attrs.__delitem__("status"), "root attribute 'status' is missing"),
     "kept scalar": (lambda f: _replace(f, "levels/1/kept", 5), "levels/1/kept: has shape (); expected (3,)"),
     "kept short": (lambda f: _replace(f, "levels/1/kept", np.array([1, 2])), "levels/1/kept: has shape (2,)"),
     "kept -3": (lambda f: f["levels/1/kept"].__setitem__(0, -3), "levels/1/kept: tensor 'conv1.weight': kept -3 is "
@@ -460,7 +461,7 @@ def test_damaged_files_give_one_line_naming_the_object(ticket, tmp_path, capsys,
     bad = _edited(path, tmp_path, case.replace(" ", "_").replace("*", ""), edit)
     with pytest.raises(TicketFileError) as err:
         t = store.open_ticket(bad)
-        t.summary(), t.provenance
+        t.summary(), t.provenance, t.status
     assert str(err.value).startswith(f"{bad}: ") and message in str(err.value)
     assert main(["info", str(bad)]) == 2
     out = capsys.readouterr().err

@@ -138,7 +138,8 @@ class TicketFile:
     @property
     def status(self) -> str:
         """``"in_progress"`` while a run is writing levels, ``"complete"`` when it finished, or ``"failed"``."""
-        return status(self.path, self._attr("status", "str"))
+        with self._file() as f, _errors(self.path):
+            return status(self.path, attr(self.path, f, "status", "str"))
 
     @property
     def model(self) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from ticketlab.errors import TicketFileError
 from ticketlab.store import TicketFile
 
 #: Run-config keys that define a method (the rest: model, data, training length, seeds, ... do not), in the order
@@ -101,7 +102,11 @@ def run_identity(ticket: TicketFile) -> RunIdentity:
     """The identity of an open ticket file: from its run configuration when it has one, else its description."""
     config = ticket.config
     if _is_run_config(config):
-        return RunIdentity.from_config(config, ticket.method, ticket.seed)
+        try:
+            return RunIdentity.from_config(config, ticket.method, ticket.seed)
+        except (TypeError, ValueError, KeyError, AttributeError) as err:  # a hand-edited or damaged /config
+            raise TicketFileError(f"{ticket.path}: config: a value has the wrong type or form ({err}); "
+                                  "the file's run configuration is damaged") from None
     return RunIdentity.from_description(ticket.method, ticket.seed)
 
 

@@ -83,21 +83,18 @@ def _trained(ticket: TicketFile, level: int, branch: str | None, where: str) -> 
 
 
 def _strictly_trained(ticket: TicketFile, level: int, branch: str | None, where: str) -> Arrays:
-    try:
-        return _trained(ticket, level, branch, where)
-    except TicketFileError:
+    # has_weights reads nothing and raises on damage: stored-but-damaged weights are an error, not "none stored"
+    if not ticket.has_weights(level=level, branch=branch):
         raise TicketFileError(f"{ticket.path}: {where} has no stored trained weights; use --weights init "
-                              "(or rewind) to export the initial weights with its mask") from None
+                              "(or rewind) to export the initial weights with its mask")
+    return _trained(ticket, level, branch, where)
 
 
 def _init(ticket: TicketFile, level: int, branch: str | None, where: str, prefix: str = "") -> Arrays:
-    if branch:
-        try:
-            arrays = ticket.weights("init", level=level, branch=branch)
-            return (arrays, ticket.weight_dtypes("init", level=level, branch=branch),
-                    f"initial weights of {where} (its own) with its mask")
-        except TicketFileError:
-            pass
+    if branch and ticket.has_weights("init", level=level, branch=branch):
+        arrays = ticket.weights("init", level=level, branch=branch)
+        return (arrays, ticket.weight_dtypes("init", level=level, branch=branch),
+                f"initial weights of {where} (its own) with its mask")
     if "init" not in ticket.checkpoints():
         raise TicketFileError(
             f"{ticket.path}: stores no weights for {where} (no trained weights and no init checkpoint; e.g. an "
@@ -108,10 +105,9 @@ def _init(ticket: TicketFile, level: int, branch: str | None, where: str, prefix
 
 
 def _auto(ticket: TicketFile, level: int, branch: str | None, where: str) -> Arrays:
-    try:
+    if ticket.has_weights(level=level, branch=branch):
         return _trained(ticket, level, branch, where)
-    except TicketFileError:
-        return _init(ticket, level, branch, where, prefix="no trained weights stored: ")
+    return _init(ticket, level, branch, where, prefix="no trained weights stored: ")
 
 
 def _rewind(ticket: TicketFile, level: int, branch: str | None, where: str) -> Arrays:

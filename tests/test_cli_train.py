@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from ticketlab import store
+from ticketlab.frames import run_identity
 from ticketlab.cli import COMMANDS, build_parser, main
 from ticketlab.cli.train import config_from_args
 from ticketlab.datasets import list_datasets
@@ -272,6 +273,12 @@ def test_train_on_mnist_then_info_resume_and_mask(capsys, tmp_path):
             nxt = t.masks(1)
             assert all(not np.any(nxt[n] & ~m) for n, m in masks[level].items())
             init_b = t.weights("init")
+            # the file says where level 0's mask came from, so it is never taken for a chain from dense
+            # (the level is named even when the command did not give it)
+            assert t.config["start"] == {"mask": f"{a}:{level}", "init": "ticket"}
+            assert t.method.endswith(f", from the mask of {a}:{level} with its initial weights"), t.method
+            assert run_identity(t).parts[-1] == f"from mask {a.name}:{level}"
+            assert run_identity(t) != run_identity(store.open_ticket(a))
         # a ticket is its mask and its initial weights: both carry over, unless --fresh-init
         with store.open_ticket(a) as t:
             init_a = t.weights("init")
@@ -284,6 +291,13 @@ def test_train_on_mnist_then_info_resume_and_mask(capsys, tmp_path):
     assert code == 0, err
     with store.open_ticket(fresh) as t:
         assert not np.array_equal(t.weights("init")["fc.weight"], init_a["fc.weight"])
+        assert t.config["start"] == {"mask": f"{a}:2", "init": "fresh"}
+        assert t.method == f"mask of {a}:2 trained from fresh initial weights"
+        assert run_identity(t).parts[-1] == f"from mask {a.name}:2 (fresh init)"
+    # resuming the run from a given mask (nothing left to do) is not refused for the recorded start
+    code, _, err = cli(capsys, "train", "--mask", str(a), "--fresh-init", "--seed", "7", "--levels", "0",
+                       "--iterations", "4", "--out", str(fresh), "--resume", *TINY)
+    assert code == 0, err
     code, _, err = cli(capsys, "train", "--fresh-init", "--out", str(tmp_path / "d.h5"), *TINY)
     assert code == 2
     assert_one_line_error(err, "--fresh-init goes with --mask")

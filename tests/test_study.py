@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from ticketlab.cli import main
+from ticketlab.errors import ConfigError
 from ticketlab.store import open_ticket
 from ticketlab.study import load_spec, parse_spec, read_manifest, study_frame, study_status
 from ticketlab.study.spec import file_stems
@@ -126,6 +127,29 @@ def test_flag_spellings_and_typed_or_text_values_agree():
     assert config.train.milestones == (2, 3) and config.train.eval_every == 0
 
 
+def test_classes_is_an_axis_and_text_or_list_values_agree():
+    spec = parse_spec('preset = "quickstart"\n[grid]\nclasses = ["0-4", "5-9", [0, 2, 4, 6, 8], "none"]\n'
+                      '[set]\niterations = 4\n')
+    chains = spec.chains()
+    assert [c.config.classes for c in chains] == [(0, 1, 2, 3, 4), (5, 6, 7, 8, 9), (0, 2, 4, 6, 8), ()]
+    assert [c.name for c in chains] == ["classes=0-4", "classes=5-9", "classes=0,2,4,6,8", "classes=none"]
+    assert len(set(c.stem for c in chains)) == 4
+    # the same task spelled two ways is the same chain config
+    same = parse_spec('preset = "quickstart"\n[grid]\nseed = [0]\n[set]\nclasses = "0,1,2,3,4"\niterations = 4\n')
+    assert same.chains()[0].config.classes == chains[0].config.classes
+
+
+def test_a_set_key_may_need_an_axis_value():
+    # norm is refused with the preset's layer_magnitude, but every chain of this grid is ln_structured
+    spec = parse_spec('preset = "quickstart"\n[grid]\nstrategy = ["ln_structured"]\nseed = [0, 1]\n'
+                      '[set]\nnorm = "l1"\noutput-rate = 0\niterations = 4\n')
+    assert [(c.config.strategy, c.config.norm) for c in spec.chains()] == [("ln_structured", "l1")] * 2
+    # when some chains cannot take it, the error still names the key
+    with pytest.raises(ConfigError, match=r"set\.norm.*ln_structured"):
+        parse_spec('preset = "quickstart"\n[grid]\nstrategy = ["ln_structured", "layer_magnitude"]\n'
+                   '[set]\nnorm = "l1"\n')
+
+
 def test_file_stems_are_safe_and_distinct():
     stems = file_stems(["reset=rewind:1000,seed=0", "reset=rewind-1000,seed=0", "a/b", "x" * 300])
     assert stems[0] != stems[1] and all(s.startswith("reset=rewind-1000,seed=0") for s in stems[:2])
@@ -147,6 +171,9 @@ SPEC_ERRORS = {
     "axis and set": ('preset = "quickstart"\n[grid]\nseed = [0]\n[set]\nseed = 1\n', ["set.seed", "axis"]),
     "unknown key": ('preset = "quickstart"\ngird = 1\n[grid]\nseed = [0]\n', ["'gird'"]),
     "not toml": ('preset = "quickstart"\n[grid\n', ["not valid TOML"]),
+    "bad classes": ('preset = "quickstart"\n[grid]\nclasses = ["0-4", "9-5"]\n', ["grid.classes", "9-5"]),
+    "one class": ('preset = "quickstart"\n[grid]\nseed = [0]\n[set]\nclasses = "3"\n', ["set.classes"]),
+    "class not in dataset": ('preset = "quickstart"\n[grid]\nclasses = ["0-10"]\n', ["grid.classes", "10"]),
 }
 
 

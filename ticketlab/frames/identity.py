@@ -38,6 +38,9 @@ METHOD_KEYS = {
     "output_rate": lambda v: f"output {float(v):.0%}",
     "exclude": lambda v: "exclude " + ",".join(map(str, v)),
     "reset": lambda v: f"reset {v}",
+    # a run started from a given ticket (train --mask) is its own population, never one of IMP from dense
+    "start": lambda v: f"from mask {os.path.basename(str(v['mask']))}" + (" (fresh init)" if v.get("init") == "fresh"
+                                                                           else ""),
 }
 _RESET = "reset "
 _CONTROLS = "controls "

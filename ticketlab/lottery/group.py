@@ -50,7 +50,7 @@ from ticketlab import store
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.config import RunConfig
 from ticketlab.lottery.data import RunData, load_data
-from ticketlab.lottery.run import IMPRun, _masked, _torch_weights
+from ticketlab.lottery.run import IMPRun, _masked, _torch_weights, start_record
 from ticketlab.outputs import make_parents, output_lock
 from ticketlab.training.checks import check_int
 
@@ -118,8 +118,8 @@ def run_imps(configs: Sequence[RunConfig], paths: Sequence[str | os.PathLike], *
              overwrite: bool = False, device: str = "auto", progress: bool | None = None, log: Log | None = None,
              chains_per_process: int | None = None, precision: str = "float32",
              start_mask: Mapping[str, np.ndarray] | None = None, start_init: Mapping[str, Any] | None = None,
-             data: RunData | None = None, model_factory: Callable[[int], torch.nn.Module] | None = None
-             ) -> list[Path]:
+             data: RunData | None = None, model_factory: Callable[[int], torch.nn.Module] | None = None,
+             start_source: str | None = None) -> list[Path]:
     """Run IMP for every config into its path, the chains of compatible runs trained together; see the module
     docstring.
 
@@ -140,6 +140,8 @@ def run_imps(configs: Sequence[RunConfig], paths: Sequence[str | os.PathLike], *
         recorded in every level's attributes.
     data, model_factory : optional
         Your own data and model for every run (as :class:`IMPRun`).
+    start_source : str, optional
+        Names the start mask (``"FILE:LEVEL"``) in every file's config and method (:func:`start_record`).
 
     Returns
     -------
@@ -148,6 +150,8 @@ def run_imps(configs: Sequence[RunConfig], paths: Sequence[str | os.PathLike], *
     """
     runs = build_runs(configs, paths, device=device, progress=progress, log=log, data=data,
                       model_factory=model_factory)
+    for r in runs:
+        r.start = start_record(start_source, start_mask, start_init)
     return run_runs(runs, resume=resume, overwrite=overwrite, chains_per_process=chains_per_process,
                     precision=precision, start_mask=start_mask, start_init=start_init)
 

@@ -81,6 +81,10 @@ class IMPRun:
                  log: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.path = Path(path)
+        #: Where level 0's mask comes from when the run starts from a given ticket (``train --mask``): set by the
+        #: caller before :meth:`run` as ``{"mask": "FILE:LEVEL", "init": "ticket" or "fresh"}``; recorded in the
+        #: file's config (``start``) and method, so that such a run is never taken for an IMP chain from dense.
+        self.start: dict[str, str] | None = None
         self.dist = Distributed.from_environment(device)
         self.device = self.dist.device if self.dist.active else resolve_device(device)
         self.progress = progress
@@ -191,7 +195,10 @@ class IMPRun:
             init = self._fresh(seeds.level_seed(c.seed, seeds.INIT, 0))
         config = c.to_dict()
         config["seeds"] = seeds.seeds_record(c.seed, c.split_seed)
-        store.create(self.path, tensors=self.tensors, model=c.model, method=c.method(), config=config, seed=c.seed,
+        if self.start is not None:
+            config["start"] = dict(self.start)
+        store.create(self.path, tensors=self.tensors, model=c.model, method=start_method(c, self.start),
+                     config=config, seed=c.seed,
                      dataset=store.DatasetInfo(c.task, self.data.num_classes, self.data.class_names,
                                                self.data.test[1].numpy()),
                      init_weights=init, overwrite=overwrite)
@@ -201,6 +208,7 @@ class IMPRun:
         t = store.open_ticket(self.path)
         stored = dict(t.config)
         stored.pop("seeds", None)
+        stored.pop("start", None)  # level 0 is stored: where its mask came from does not matter to the rest
         stored.pop("data_dir", None)
         for k, v in stored.pop("train", {}).items():
             stored[f"train.{k}"] = v
@@ -388,11 +396,24 @@ class IMPRun:
         return out
 
 
+def start_method(config: RunConfig, start: Mapping[str, str] | None) -> str:
+    """The method description of a run (``ticketlab info``), naming the ticket it starts from, if any."""
+    if start is None:
+        return config.method()
+    weights = "its initial weights" if start.get("init") == "ticket" else "fresh initial weights"
+    if config.levels == 0:
+        return f"mask of {start['mask']} trained from {weights}"
+    return f"{config.method()}, from the mask of {start['mask']} with {weights}"
+
+
 def run_imp(config: RunConfig, path: str | Path, *, resume: bool = False, overwrite: bool = False,
             device: str = "auto", progress: bool | None = None, log: Callable[[str], None] | None = None,
             start_mask: Mapping[str, np.ndarray] | None = None, start_init: Mapping[str, Any] | None = None,
-            chains_per_process: int | None = None, precision: str = "float32") -> Path:
+            chains_per_process: int | None = None, precision: str = "float32", start_source: str | None = None
+            ) -> Path:
     """Run IMP as configured and write every level to the ticket file at ``path``; see :class:`IMPRun`.
+
+    ``start_source`` names the given ``start_mask`` (``"FILE:LEVEL"``) in the file's config and method.
 
     Given a list of configs and a list of paths, runs them all with their chains trained in batched groups and
     returns the list of paths (:func:`ticketlab.lottery.run_imps`, which ``chains_per_process`` and ``precision``
@@ -404,7 +425,18 @@ def run_imp(config: RunConfig, path: str | Path, *, resume: bool = False, overwr
         many = isinstance(config, (list, tuple))
         out = run_imps(list(config) if many else [config], list(path) if many else [path], resume=resume,
                        overwrite=overwrite, device=device, progress=progress, log=log, start_mask=start_mask,
-                       start_init=start_init, chains_per_process=chains_per_process, precision=precision)
+                       start_init=start_init, chains_per_process=chains_per_process, precision=precision,
+                       start_source=start_source)
         return out if many else out[0]
-    return IMPRun(config, path, device=device, progress=progress, log=log).run(
-        resume=resume, overwrite=overwrite, start_mask=start_mask, start_init=start_init)
+    run = IMPRun(config, path, device=device, progress=progress, log=log)
+    run.start = start_record(start_source, start_mask, start_init)
+    return run.run(resume=resume, overwrite=overwrite, start_mask=start_mask, start_init=start_init)
+
+
+def start_record(source: str | None, start_mask: Mapping[str, np.ndarray] | None,
+                 start_init: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """:attr:`IMPRun.start` for a run from a given mask: ``source`` names it (``"FILE:LEVEL"``; default
+    ``"a given mask"``), ``init`` says whether its initial weights came with it."""
+    if start_mask is None:
+        return None
+    return {"mask": source or "a given mask", "init": "ticket" if start_init is not None else "fresh"}

@@ -99,6 +99,14 @@ def _layer_rates(v: Any) -> list[list]:
     return [_layer_rate(v)]
 
 
+def _classes(v: Any) -> str:
+    """A class subset as ``--classes`` takes it: ``"0-4"``, ``"0,2,4"``, ``"none"`` or a list of ids ``[0, 2, 4]``
+    (checked against the dataset when the chain's config is built)."""
+    if isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return ",".join(str(x) for x in v)
+    return _str(v)
+
+
 def _length(v: Any) -> int | str:
     """Iterations (``500``) or epochs (``"2ep"``), as ``--warmup`` takes them."""
     if isinstance(v, int) and not isinstance(v, bool):
@@ -120,6 +128,7 @@ for _name, _flag in {
     "device": Flag(_str, "auto, cpu, cuda, cuda:N or mps"),
     "model": Flag(_str, "a model name"),
     "dataset": Flag(_str, "a dataset name"),
+    "classes": Flag(_classes, "class ids such as '0-4', '0,2,4' or [0, 2, 4]"),
     "data-dir": Flag(_str, "a directory"),
     "val-size": Flag(_int, "an integer"),
     "augment": Flag(_bool, "true or false"),

@@ -138,6 +138,13 @@ class StudySpec:
         try:
             self._build(self.settings, "")
         except ConfigError as err:
+            # a [set] key may need an axis value (norm = "l1" with strategy = ["ln_structured"]): fine when every
+            # chain builds
+            try:
+                self.chains()
+                return
+            except ConfigError:
+                pass
             # blame the first key without which the settings are valid (else the [set] table as a whole)
             for key, value in self.settings.items():
                 try:

@@ -52,20 +52,22 @@ class Item:
     study: str                      # the study whose shipped files it reads (data/studies/<study>/)
     claims: list[Claim]
     figures: Callable[["Data"], list[Path]] | None = None
-    runner: Callable[[Path, bool, int], None] | None = None   # (out dir, full, threads): runs instead of a spec
+    runner: Callable[..., None] | None = None   # (out dir, full, threads, workers): runs instead of a spec
 
 
 class Data:
     """The shipped files of one study: its frame (read from the ticket files) and its chain files.
 
-    A study run by ``ticketlab study run`` has a ``manifest.json``; one run by plain ``ticketlab train`` commands
-    (an :attr:`Item.runner`) has a ``runs.json`` naming each file and its axes.
+    A study run by ``ticketlab study run`` alone is indexed by its ``manifest.json``; a reproduction with a
+    runner (:attr:`Item.runner`: studies plus plain ``ticketlab train`` runs) writes a ``runs.json`` naming every
+    file and its axes, which then indexes everything (a study manifest beside it is kept for provenance).
     """
 
     def __init__(self, study: str, root: Path = SHIPPED):
         self.dir = Path(root) / study
-        self.manifest = self.dir / "manifest.json"
         self.runs = self.dir / "runs.json"
+        self.manifest = self.dir / "manifest.json"
+        self.is_study = not self.runs.exists()   # indexed by the study manifest
         if not (self.manifest.exists() or self.runs.exists()):
             raise SystemExit(f"{self.dir}: no shipped study (run: python scripts/reproduce.py {study})")
         self._frame = None
@@ -80,15 +82,15 @@ class Data:
     @property
     def frame(self):
         if self._frame is None:
-            if self.manifest.exists():
+            if self.is_study:
                 from ticketlab.study import study_frame
                 self._frame = study_frame(self.dir)
             else:
-                self._frame = _runs_frame(self.dir, json.loads(self.runs.read_text())["runs"])
+                self._frame = _runs_frame(self.dir, self.entries())
         return self._frame
 
     def entries(self) -> list[dict[str, Any]]:
-        if self.manifest.exists():
+        if self.is_study:
             return json.loads(self.manifest.read_text())["chains"]
         return json.loads(self.runs.read_text())["runs"]
 
@@ -440,46 +442,128 @@ def renda_figures(d: Data) -> list[Path]:
 
 TRANSFER_LEVEL = 8          # the level (density ~17%) whose masks are transferred
 TRANSFER_PAIRS = {"0-4": "5-9", "5-9": "0-4"}
-#: The ticket searches of the transfer item: Frankle & Carbin's LeNet-300-100 protocol on each digit subset, with
-#: the random-mask control (``classes`` is not a study flag yet, so these are plain ``ticketlab train`` runs).
-TRANSFER_RUNS = {
-    False: {"seeds": [0, 1], "args": ["--levels", "8", "--iterations", "1500", "--eval-every", "300"]},
-    True: {"seeds": [0, 1, 2, 3, 4], "args": ["--levels", "8", "--iterations", "50000", "--eval-every", "100"]},
-}
 
 
 def _train(args: list[str], out: Path, threads: int) -> None:
+    """``ticketlab train ARGS --out OUT`` from the repository root (paths in ARGS relative to it, so that the
+    files record repository-relative sources), unless OUT exists."""
     if out.exists():
         return
-    cmd = [sys.executable, "-m", "ticketlab", "train", *args, "--out", str(out), "--quiet",
-           "--data-dir", str(ROOT / "data")]
+    cmd = [sys.executable, "-m", "ticketlab", "train", *args, "--out", str(out.relative_to(ROOT)), "--quiet",
+           "--data-dir", "data"]
     print(" ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
 
 
-def run_transfer(out: Path, full: bool, threads: int) -> None:
-    """The bespoke ticket searches on each digit subset, then each seed's round-8 ticket retrained on the other
-    subset (its mask and its initial weights, ``--levels 0``); writes ``runs.json`` naming the files."""
-    plan = TRANSFER_RUNS[full]
-    entries = []
-    (out / "chains").mkdir(parents=True, exist_ok=True)
+def _study(name: str, out: Path, full: bool, threads: int, workers: int) -> list[dict[str, Any]]:
+    """``ticketlab study run studies/repro-<name>[-reduced].toml --out OUT --extend``; the manifest's chains."""
+    cmd = [sys.executable, "-m", "ticketlab", "study", "run", str(spec_path(name, full).relative_to(ROOT)),
+           "--out", str(out.relative_to(ROOT)), "--threads", str(threads), "--workers", str(workers),
+           "--data-dir", "data", "--extend", "-v"]
+    print(" ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return [{"file": c["file"], "axes": c["axes"]} for c in json.loads((out / "manifest.json").read_text())["chains"]]
+
+
+def _chain_file(entries: list[dict[str, Any]], **axes: Any) -> str:
+    """The file of the chain whose axes are ``axes`` (compared as text)."""
+    found = [e["file"] for e in entries if all(str(e["axes"].get(k)) == str(v) for k, v in axes.items())]
+    if len(found) != 1:
+        raise SystemExit(f"no single chain with {axes} (found {found})")
+    return found[0]
+
+
+def run_transfer(out: Path, full: bool, threads: int, workers: int = 1) -> None:
+    """The bespoke ticket searches on each digit subset (the study ``studies/repro-transfer[-reduced].toml``), then
+    each seed's round-8 ticket retrained on the other subset (its mask and its initial weights, ``--levels 0``)
+    and the consensus of the two subsets' tickets of one seed; writes ``runs.json`` naming every file."""
+    chains = _study("transfer", out, full, threads, workers)
+    train = load_spec_config(spec_path("transfer", full))
+    it, ev = str(train.iterations), str(train.eval_every)
+    entries = list(chains)
+    seeds = sorted({int(e["axes"]["seed"]) for e in chains})
     (out / "extra").mkdir(parents=True, exist_ok=True)
-    for seed in plan["seeds"]:
-        for classes in TRANSFER_PAIRS:
-            f = f"chains/classes={classes}_seed={seed}.h5"
-            _train(["--preset", "lth-lenet300", "--classes", classes, "--seed", str(seed), "--controls", "random",
-                    *plan["args"]], out / f, threads)
-            entries.append({"file": f, "axes": {"classes": classes, "seed": seed}})
-    for seed in plan["seeds"]:
+    for seed in seeds:
         for src, dst in TRANSFER_PAIRS.items():
             f = f"extra/transfer_{src}_to_{dst}_seed{seed}.h5"
-            it = plan["args"][plan["args"].index("--iterations") + 1]
-            ev = plan["args"][plan["args"].index("--eval-every") + 1]
-            _train(["--mask", f"{out}/chains/classes={src}_seed={seed}.h5:{TRANSFER_LEVEL}", "--classes", dst,
-                    "--levels", "0", "--controls", "none", "--seed", str(seed), "--iterations", it,
-                    "--eval-every", ev], out / f, threads)
+            ticket = out / _chain_file(chains, classes=src, seed=seed)
+            _train(["--mask", f"{ticket.relative_to(ROOT)}:{TRANSFER_LEVEL}", "--classes", dst, "--levels", "0",
+                    "--controls", "none", "--seed", str(seed), "--iterations", it, "--eval-every", ev], out / f,
+                   threads)
             entries.append({"file": f, "axes": {"classes": dst, "seed": seed, "source": src}})
+    for seed in seeds:
+        for level in TASK_CONSENSUS_LEVELS:
+            entries += _task_consensus(out, chains, seed, level, it, ev, threads)
     (out / "runs.json").write_text(json.dumps({"runs": entries, "full": full}, indent=1))
+
+
+def load_spec_config(spec: Path):
+    """The training config of a spec's first chain (every chain of the transfer study trains alike)."""
+    from ticketlab.study import load_spec
+
+    return load_spec(spec).chains()[0].config.train
+
+
+#: The levels of the two digit-subset tickets of one seed intersected into a consensus (Paganini & Forde's Alg. 1
+#: intersects after 2 pruning iterations; 4 gives a sparser consensus).
+TASK_CONSENSUS_LEVELS = (2, 4)
+
+
+def _task_consensus(out: Path, chains: list[dict[str, Any]], seed: int, level: int, it: str, ev: str,
+                    threads: int) -> list[dict[str, Any]]:
+    """Paganini & Forde's consensus ticket within one initialisation: the intersection of the two tasks' tickets
+    of ``seed`` at ``level`` (``ticketlab intersect``), retrained from that initialisation on each task."""
+    tickets = [out / _chain_file(chains, classes=classes, seed=seed) for classes in TRANSFER_PAIRS]
+    consensus = out / "extra" / f"consensus_L{level}_seed{seed}.h5"
+    if not consensus.exists():
+        cmd = [sys.executable, "-m", "ticketlab", "intersect", *[f"{t.relative_to(ROOT)}:{level}" for t in tickets],
+               "--out", str(consensus.relative_to(ROOT))]
+        print(" ".join(cmd[1:]), flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    entries = []
+    for classes in TRANSFER_PAIRS:
+        f = f"extra/consensus_L{level}_on_{classes}_seed{seed}.h5"
+        _train(["--mask", str(consensus.relative_to(ROOT)), "--classes", classes, "--levels", "0", "--controls",
+                "none", "--seed", str(seed), "--iterations", it, "--eval-every", ev], out / f, threads)
+        entries.append({"file": f, "axes": {"classes": classes, "seed": seed, "consensus_level": level}})
+    return entries
+
+
+def _task_consensus_table(d: Data):
+    """Per retrained consensus: its accuracy beside the same task's bespoke ticket and random mask at the level of
+    nearest density, and the dense network."""
+    import pandas as pd
+
+    f = d.frame
+    chains = f[f.file.str.startswith("chains/")]
+    rows = []
+    for e in d.entries():
+        if "consensus_level" not in e["axes"]:
+            continue
+        classes, seed = str(e["axes"]["classes"]), int(e["axes"]["seed"])
+        rec = f[(f.file == e["file"]) & (f.branch == "main")].iloc[0]
+        mine = chains[(chains.classes.astype(str) == classes) & (chains.seed == seed)]
+        main = mine[mine.branch == "main"]
+        lv = int(main.loc[(main.density - rec.density).abs().idxmin(), "level"])
+        at = mine[mine.level == lv].set_index("branch")
+        rows.append({"classes": classes, "seed": seed, "source_level": int(e["axes"]["consensus_level"]),
+                     "density": float(rec.density), "consensus": float(rec.accuracy), "bespoke_level": lv,
+                     "bespoke_density": float(at.loc["main", "density"]), "bespoke": float(at.loc["main", "accuracy"]),
+                     "random": float(at.loc["random", "accuracy"]),
+                     "dense": float(main[main.level == 0].accuracy.iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def _claim_task_consensus(a: str, b: str, op: str, margin: float) -> Callable[[Data], tuple[str, bool]]:
+    def measure(d: Data) -> tuple[str, bool]:
+        t = _task_consensus_table(d)
+        diff = (t[a] - t[b]) * 100
+        per = "; ".join(f"L{lv} ({g.density.mean():.1%} vs bespoke {g.bespoke_density.mean():.1%}): "
+                        f"{((g[a] - g[b]) * 100).mean():+.2f}" for lv, g in t.groupby("source_level"))
+        ok = {">": diff.mean() > margin, "<": diff.mean() < margin, "|<|": abs(diff.mean()) < margin}[op]
+        return (f"{a} - {b}: mean {diff.mean():+.2f} points over {len(t)} runs, {int((diff > 0).sum())} positive "
+                f"({per})", bool(ok))
+    return measure
 
 
 def _transfer_table(d: Data):
@@ -520,7 +604,7 @@ def transfer_figures(d: Data) -> list[Path]:
     import matplotlib.pyplot as plt
 
     t = _transfer_table(d)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4))
     cols = ["dense_target", "bespoke", "transfer", "random"]
     labels = ["dense (target)", "bespoke ticket", "transferred ticket", "random mask"]
     for i, (src, g) in enumerate(t.groupby("source")):
@@ -535,6 +619,22 @@ def transfer_figures(d: Data) -> list[Path]:
     ax.set_ylabel("test accuracy on the target digits (%)")
     ax.set_title(f"Ticket transfer at {t.density.mean():.1%} density ({t.seed.nunique()} seeds)")
     ax.legend(fontsize=8)
+    c = _task_consensus_table(d)
+    cols = ["bespoke", "consensus", "random"]
+    labels = ["bespoke ticket", "consensus (0-4 ∩ 5-9)", "random mask"]
+    for i, (lv, g) in enumerate(c.groupby("source_level")):
+        x = np.arange(len(cols)) + (i - 0.5) * 0.38
+        diffs = {col: (g[col] - g["dense"]) * 100 for col in cols}
+        ax2.bar(x, [diffs[col].mean() for col in cols], width=0.36, color=f"C{i + 2}",
+                label=f"round-{lv} tickets: consensus {g.density.mean():.0%}, bespoke/random "
+                      f"{g.bespoke_density.mean():.0%}")
+        for j, col in enumerate(cols):
+            ax2.plot([x[j]] * len(g), diffs[col], "k.", ms=4)
+    ax2.axhline(0, color="k", lw=0.8)
+    ax2.set_xticks(np.arange(len(cols)), labels)
+    ax2.set_ylabel("test accuracy − dense network's (points)")
+    ax2.set_title(f"Consensus of one initialisation's tickets, on each subset ({c.seed.nunique()} seeds)")
+    ax2.legend(fontsize=8)
     fig.tight_layout()
     out = FIGURES / "ticket_transfer.png"
     fig.savefig(out, dpi=110)
@@ -738,6 +838,241 @@ def paganini_figures(d: Data) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# 3b. Paganini & Forde 2020 on LeNet-5: what global vs layer-wise, unstructured vs structured, rewinding vs
+# fine-tuning find (the masks study: two specs, because ln_structured takes a norm the others refuse)
+
+MASK_SPECS = ("masks", "masks-structured")
+
+
+def run_masks(out: Path, full: bool, threads: int, workers: int = 1) -> None:
+    """Run both study specs into ``out/<spec>/`` and write ``out/runs.json`` naming every chain with its axes."""
+    entries = []
+    for name in MASK_SPECS:
+        for e in _study(name, out / name, full, threads, workers):
+            entries.append({"file": f"{name}/{e['file']}", "axes": e["axes"]})
+    (out / "runs.json").write_text(json.dumps({"runs": entries, "full": full, "specs": list(MASK_SPECS)}, indent=1))
+
+
+#: The six methods of the masks study, as (strategy, reset) → a short label.
+MASK_METHODS = {
+    ("global_magnitude", "rewind-init"): "global, rewind", ("global_magnitude", "finetune"): "global, finetune",
+    ("layer_magnitude", "rewind-init"): "layer-wise, rewind", ("layer_magnitude", "finetune"): "layer-wise, finetune",
+    ("ln_structured", "rewind-init"): "L1-structured, rewind", ("ln_structured", "finetune"): "L1-structured, finetune",
+}
+
+
+def _mask_files(d: Data) -> dict[tuple[str, str, int], Path]:
+    """(strategy, reset, seed) → the chain file of the masks study."""
+    return {(e["axes"]["strategy"], e["axes"]["reset"], int(e["axes"]["seed"])): d.dir / e["file"]
+            for e in d.entries()}
+
+
+def _masks_overlap(d: Data):
+    """Total Jaccard of every pair of the six methods' masks, same seed and level, beside chance and p-value."""
+    return d.cached("masks_overlap", _compute_masks_overlap)
+
+
+def _compute_masks_overlap(d: Data):
+    import itertools
+
+    import pandas as pd
+
+    from ticketlab.frames import overlap_frame
+
+    files = _mask_files(d)
+    seeds = sorted({k[2] for k in files})
+    levels = sorted(set(d.frame.level))
+    rows = []
+    for seed in seeds:
+        for (ma, la), (mb, lb) in itertools.combinations(MASK_METHODS.items(), 2):
+            fa, fb = files[(*ma, seed)], files[(*mb, seed)]
+            for lv in levels[1:]:
+                tot = overlap_frame([(fa, lv), (fb, lv)]).query("layer == 'total'").iloc[0]
+                rows.append({"seed": seed, "level": lv, "a": la, "b": lb, "density_a": float(tot.density_a),
+                             "density_b": float(tot.density_b), "jaccard": float(tot.jaccard),
+                             "expected": float(tot.expected_jaccard), "p_value": float(tot.p_value)})
+    return pd.DataFrame(rows)
+
+
+def _masks_structure(d: Data):
+    """Fully pruned groups at every level of every chain, against random placement (``group_structure``), and the
+    effective density (``effective_density``)."""
+    return d.cached("masks_structure", _compute_masks_structure)
+
+
+def _compute_masks_structure(d: Data):
+    import pandas as pd
+
+    from ticketlab.analysis import effective_density, group_structure
+    from ticketlab.store import open_ticket
+
+    rows, eff = [], []
+    for (strategy, reset, seed), path in _mask_files(d).items():
+        with open_ticket(path) as t:
+            for lv in t.levels[1:]:
+                masks = t.masks(lv)
+                g = group_structure(masks, t.tensors, simulations=0)
+                g = g.assign(strategy=strategy, reset=reset, seed=seed, level=lv)
+                rows.append(g)
+                e = effective_density(masks, t.tensors).query("layer == 'total'").iloc[0]
+                eff.append({"strategy": strategy, "reset": reset, "seed": seed, "level": lv,
+                            "density": float(e.density), "effective_density": float(e.effective_density)})
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(eff)
+
+
+def _pair(ov, a: str, b: str):
+    return ov[((ov.a == a) & (ov.b == b)) | ((ov.a == b) & (ov.b == a))]
+
+
+def _claim_masks_above_chance(d: Data) -> tuple[str, bool]:
+    ov = _masks_overlap(d)
+    ratio = ov.jaccard / ov.expected
+    worst = ov.loc[ov.p_value.idxmax()]
+    return (f"{len(ov)} comparisons (15 method pairs x {ov.seed.nunique()} seeds x {ov.level.nunique()} levels): "
+            f"Jaccard / chance {ratio.min():.2f}-{ratio.max():.2f}; largest p {worst.p_value:.2g} "
+            f"({worst.a} vs {worst.b}, level {worst.level})", bool(ov.p_value.max() < 0.01))
+
+
+def _claim_masks_drift(d: Data) -> tuple[str, bool]:
+    ov = _masks_overlap(d)
+    first, last = ov.level.min(), ov.level.max()
+    g = ov.groupby(["a", "b", "level"]).jaccard.mean().unstack("level")
+    falls = g[last] < g[first]
+    per = "; ".join(f"{a} vs {b}: {r[first]:.2f} -> {r[last]:.2f}" for (a, b), r in g.iterrows())
+    return f"{int(falls.sum())} of {len(g)} pairs fall from level {first} to {last} ({per})", bool(falls.all())
+
+
+def _rewind_vs_finetune(d: Data):
+    ov = _masks_overlap(d)
+    out = {}
+    for strategy in ("global", "layer-wise", "L1-structured"):
+        out[strategy] = 1 - _pair(ov, f"{strategy}, rewind", f"{strategy}, finetune").jaccard.mean()
+    return out
+
+
+def _claim_masks_ft_structured(d: Data) -> tuple[str, bool]:
+    dist = _rewind_vs_finetune(d)
+    text = ", ".join(f"{k} {v:.3f}" for k, v in dist.items())
+    return (f"Jaccard distance rewind vs finetune, mean over seeds and levels: {text}",
+            bool(dist["L1-structured"] > max(dist["global"], dist["layer-wise"])))
+
+
+def _claim_masks_connectivity(d: Data) -> tuple[str, bool]:
+    g, _ = _masks_structure(d)
+    last = g.level.max()
+    sel = g[(g.level == last) & (g.reset == "rewind-init") & g.strategy.isin(["global_magnitude", "layer_magnitude"])
+            & g.pruned & (g.grouping.isin(["kernel", "input", "output"]))]
+    sel = sel[sel.fully_pruned_fraction.notna()]
+    excess = sel.fully_pruned_fraction - sel.expected_fully_pruned_fraction
+    by = sel.assign(excess=excess).groupby(["layer", "grouping"]).agg(
+        observed=("fully_pruned_fraction", "mean"), expected=("expected_fully_pruned_fraction", "mean"),
+        p=("p_value", "max"))
+    by = by[by.expected.notna()]
+    per = "; ".join(f"{layer} {grouping}s: {r.observed:.1%} fully pruned vs {r.expected:.1%} at random"
+                    for (layer, grouping), r in by.iterrows() if r.observed > 0 or r.expected > 0.001)
+    conv2 = by.loc[("convs.1.weight", "kernel")] if ("convs.1.weight", "kernel") in by.index else None
+    ok = conv2 is not None and conv2.observed > conv2.expected and conv2.p < 0.01
+    return f"rewind + unstructured, level {last}: {per}", bool(ok)
+
+
+def _claim_masks_effective(d: Data) -> tuple[str, bool]:
+    _, eff = _masks_structure(d)
+    last = eff.level.max()
+    r = eff[eff.level == last].assign(ratio=lambda x: x.effective_density / x.density)
+    by = r.groupby("strategy").ratio.agg(["min", "max"])
+    text = ", ".join(f"{s} {v['min']:.3f}-{v['max']:.3f}" for s, v in by.iterrows())
+    structured = by.loc["ln_structured", "max"]
+    unstructured = min(by.loc["global_magnitude", "min"], by.loc["layer_magnitude", "min"])
+    return (f"effective / direct density at level {last}: {text}", bool(structured < unstructured))
+
+
+def _masks_accuracy(d: Data):
+    f = _branch(d.frame, "main")
+    return f.groupby(["strategy", "reset", "level"]).agg(density=("density", "mean"), accuracy=("accuracy", "mean"),
+                                                           lo=("accuracy", "min"), hi=("accuracy", "max"))
+
+
+def _claim_masks_structured_worse(d: Data) -> tuple[str, bool]:
+    a = _masks_accuracy(d)
+    last = a.index.get_level_values("level").max()
+    at = a.xs(last, level="level")
+    text = ", ".join(f"{MASK_METHODS[k]} {r.accuracy:.2%} at {r.density:.1%}" for k, r in at.iterrows())
+    worst_unstructured = min(at.loc[k].accuracy for k in at.index if k[0] != "ln_structured")
+    best_structured = max(at.loc[k].accuracy for k in at.index if k[0] == "ln_structured")
+    return f"level {last}: {text}", bool(best_structured < worst_unstructured)
+
+
+def masks_figures(d: Data) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ov = _masks_overlap(d)
+    ov.to_csv(d.dir / "overlap.csv", index=False)  # what the notebook shows; --check recomputes it
+    g, eff = _masks_structure(d)
+    g.to_csv(d.dir / "structure.csv", index=False)
+    eff.to_csv(d.dir / "effective.csv", index=False)
+    acc = _masks_accuracy(d)
+    colours = {k: f"C{i}" for i, k in enumerate(MASK_METHODS)}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    ax = axes[0, 0]
+    for key, label in MASK_METHODS.items():
+        a = acc.loc[key]
+        ls = "-" if key[1] == "rewind-init" else "--"
+        ax.plot(a.density * 100, a.accuracy * 100, ls, marker="o", ms=3, color=colours[key], label=label)
+        ax.fill_between(a.density * 100, a.lo * 100, a.hi * 100, color=colours[key], alpha=0.15)
+    _density_axis(ax)
+    ax.set_ylabel("test accuracy at early stop (%)")
+    ax.set_title("LeNet-5 / MNIST (min-max over seeds)")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    pairs = [("global, rewind", "layer-wise, rewind"), ("layer-wise, rewind", "layer-wise, finetune"),
+             ("global, rewind", "global, finetune"), ("L1-structured, rewind", "L1-structured, finetune"),
+             ("layer-wise, rewind", "L1-structured, rewind")]
+    for i, (a, b) in enumerate(pairs):
+        m = _pair(ov, a, b).groupby("level").agg(density=("density_a", "mean"), j=("jaccard", "mean"),
+                                                 e=("expected", "mean"))
+        ax.plot(m.density * 100, 1 - m.j, "o-", ms=3, color=f"C{i}", label=f"{a} vs {b}")
+        ax.plot(m.density * 100, 1 - m.e, ":", color=f"C{i}", lw=1)
+    _density_axis(ax)
+    ax.set_xlabel("weights remaining (%) (of the first method)")
+    ax.set_ylabel("Jaccard distance (dotted: chance)")
+    ax.set_title("Masks of two methods, same seed (mean over seeds)")
+    ax.legend(fontsize=7)
+    ax = axes[1, 0]
+    conv2 = g[(g.layer == "convs.1.weight") & (g.grouping == "kernel")]
+    for key, label in MASK_METHODS.items():
+        if key[0] == "ln_structured":
+            continue
+        c = conv2[(conv2.strategy == key[0]) & (conv2.reset == key[1])].groupby("level").agg(
+            density=("density", "mean"), o=("fully_pruned_fraction", "mean"),
+            e=("expected_fully_pruned_fraction", "mean"))
+        ls = "-" if key[1] == "rewind-init" else "--"
+        ax.plot(c.density * 100, c.o * 100, ls, marker="o", ms=3, color=colours[key], label=label)
+        ax.plot(c.density * 100, c.e * 100, ":", color=colours[key], lw=1)
+    _density_axis(ax)
+    ax.set_xlabel("weights remaining in conv2 (%)")
+    ax.set_ylabel("fully pruned 5x5 kernels of conv2 (%)")
+    ax.set_title("Structured-like connectivity (dotted: random placement)")
+    ax.legend(fontsize=7)
+    ax = axes[1, 1]
+    for key, label in MASK_METHODS.items():
+        e = eff[(eff.strategy == key[0]) & (eff.reset == key[1])].groupby("level").agg(
+            density=("density", "mean"), r=("effective_density", "mean"))
+        ls = "-" if key[1] == "rewind-init" else "--"
+        ax.plot(e.density * 100, e.r / e.density, ls, marker="o", ms=3, color=colours[key], label=label)
+    _density_axis(ax)
+    ax.set_ylabel("effective / direct density")
+    ax.set_title("Weights kept but disconnected (Vysogorets & Kempe)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = FIGURES / "paganini_methods_lenet5.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return [out]
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # the registry of reproductions
 
 ITEMS: dict[str, Item] = {}
@@ -802,6 +1137,10 @@ _register(Item(
               _claim_transfer("bespoke", "transfer", 0.0)),
         Claim("a transferred ticket is within 0.5 point of the bespoke ticket of the target digits",
               _claim_transfer("bespoke", "transfer", 0.5, "<")),
+        Claim("the consensus (intersection) of the two subsets' tickets of one initialisation, retrained on either "
+              "subset, beats a random mask of similar density", _claim_task_consensus("consensus", "random", ">", 0.0)),
+        Claim("... and is comparable to the bespoke ticket of similar density (mean difference within 0.3 point): "
+              "the intersection of tickets is a ticket", _claim_task_consensus("bespoke", "consensus", "|<|", 0.3)),
     ],
     figures=transfer_figures, runner=run_transfer))
 
@@ -822,6 +1161,25 @@ _register(Item(
     ],
     figures=paganini_figures, runner=run_paganini))
 
+_register(Item(
+    "masks", "Paganini & Forde 2020 on LeNet-5: global vs layer-wise, unstructured vs L1-structured, rewinding vs "
+    "fine-tuning", "masks",
+    claims=[
+        Claim("masks of any two of the six methods from one initialisation overlap above chance (p < 0.01, every "
+              "pair, seed and level)", _claim_masks_above_chance),
+        Claim("the overlap between two methods' masks falls as pruning proceeds (Jaccard at the last level < at "
+              "level 1, every pair)", _claim_masks_drift),
+        Claim("fine-tuning and rewinding find more different masks with structured than with unstructured pruning "
+              "(Jaccard distance)", _claim_masks_ft_structured),
+        Claim("rewinding + unstructured pruning leaves more fully pruned conv2 kernels than random placement "
+              "(structured-like connectivity, p < 0.01)", _claim_masks_connectivity),
+        Claim("L1-structured masks keep weights that are disconnected (effective < direct density) more than "
+              "unstructured ones", _claim_masks_effective),
+        Claim("at the last level, L1-structured pruning is less accurate than every unstructured method",
+              _claim_masks_structured_worse),
+    ],
+    figures=masks_figures, runner=run_masks))
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # running, shipping, checking
@@ -833,7 +1191,10 @@ def spec_path(study: str, full: bool) -> Path:
 def run_study(item: Item, full: bool, threads: int, workers: int) -> Path:
     out = WORK / (item.study + ("-full" if full else ""))
     if item.runner is not None:
-        item.runner(out, full, threads)
+        if "workers" in item.runner.__code__.co_varnames:
+            item.runner(out, full, threads, workers)
+        else:
+            item.runner(out, full, threads)
         return out
     spec = spec_path(item.study, full)
     cmd = [sys.executable, "-m", "ticketlab", "study", "run", str(spec), "--out", str(out), "--threads", str(threads),
@@ -844,18 +1205,22 @@ def run_study(item: Item, full: bool, threads: int, workers: int) -> Path:
 
 
 def ship(item: Item, study_dir: Path) -> Path:
-    """Copy the study's ticket files without weights (``store.copy_ticket``), its manifest (or runs.json) and its
-    frame into data/studies/<study>/."""
+    """Copy the study's ticket files without weights (``store.copy_ticket``), its index (``runs.json``, else the
+    study manifest; both when both exist) and its frame into data/studies/<study>/."""
     from ticketlab.store import copy_ticket
 
     dst = SHIPPED / item.study
-    index = "manifest.json" if (study_dir / "manifest.json").exists() else "runs.json"
-    entries = json.loads((study_dir / index).read_text())
-    entries = entries["chains"] if index == "manifest.json" else entries["runs"]
-    for e in entries:
+    runs = (study_dir / "runs.json").exists()
+    index = json.loads((study_dir / ("runs.json" if runs else "manifest.json")).read_text())
+    for e in index["runs"] if runs else index["chains"]:
         (dst / e["file"]).parent.mkdir(parents=True, exist_ok=True)
         copy_ticket(study_dir / e["file"], dst / e["file"], level_weights=False, checkpoints=[], overwrite=True)
-    shutil.copyfile(study_dir / index, dst / index)
+    for name in ("runs.json", "manifest.json"):
+        if (study_dir / name).exists():
+            shutil.copyfile(study_dir / name, dst / name)
+    for sub in study_dir.glob("*/manifest.json"):   # the studies a runner ran in subdirectories (masks)
+        (dst / sub.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sub, dst / sub.parent.name / "manifest.json")
     Data(item.study).frame.to_csv(dst / "frame.csv", index=False)
     return dst
 

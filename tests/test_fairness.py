@@ -612,3 +612,77 @@ def test_cli_report_has_one_part_per_population(capsys, mixed, tmp_path):
     assert "<h2>Population: another method</h2>" in page
     assert "<h2>Population: synthetic per-class degradation</h2>" in page
     assert "Caveat: with 2 dense and 2 pruned runs" in page
+
+
+# -- the fit under noise: null_slope, p_slope_null and the caveat (tests/test_fairness_attenuation.py has the
+# statistics) ---------------------------------------------------------------------------------------------------
+
+
+def test_cli_fit_carries_null_slope_and_caveat(capsys, runs):
+    from ticketlab.analysis.fairness import noise_null_slope, dense_reliability
+
+    paths, preds = runs
+    files = list(map(str, paths))
+    recall = np.array([[recall_by_loop(LABELS, p) for p in pr] for pr in preds])   # (runs, levels, C)
+    code, out, err = cli(capsys, "fairness", *files, "--json", "--what", "fit")
+    assert code == 0, err
+    fit = pd.DataFrame(json.loads(out)["fit"])
+    assert {"reliability", "null_slope", "p_slope_null", "caveat", "p_slope_1"} <= set(fit.columns)
+    np.testing.assert_allclose(fit["reliability"], dense_reliability(recall[:, 0]))
+    for lv in range(1, LEVELS + 1):
+        at = fit[fit["level"] == lv]
+        null = noise_null_slope(recall[:, 0], recall[:, lv])
+        np.testing.assert_allclose(at["null_slope"], null)
+        t = (at["slope"] - null) / at["slope_stderr"]
+        np.testing.assert_allclose(at["p_slope_null"], 2 * stats.t.sf(np.abs(t), C - 2))
+        assert all(c.startswith("slope attenuated by noise in the dense class accuracies (reliability ")
+                   and f"a uniform shift gives about {null:.2f} here, not 1 (compare with null_slope)" in c
+                   for c in at["caveat"])
+    code, out, _ = cli(capsys, "fairness", *files, "--what", "fit")
+    header = out.splitlines()[1]
+    for label in ("null slope", "p(slope=null)", "p(slope=1)", "reliability", "caveat"):
+        assert label in header
+    assert "compare slope with null slope" in out.splitlines()[0]
+    assert out.count("slope attenuated by noise") == 4 * LEVELS
+    code, out, _ = cli(capsys, "fairness", *files, "--csv", "--what", "fit")
+    head = out.splitlines()[0].split(",")
+    assert {"reliability", "null_slope", "p_slope_null", "p_slope_1"} <= set(head)
+    assert head[-2:] == ["caveat", "population"]
+
+
+def test_cli_fit_of_one_run_says_it_cannot_measure_the_noise(capsys, runs):
+    paths, _ = runs
+    code, out, _ = cli(capsys, "fairness", str(paths[0]), "--json", "--what", "fit")
+    assert code == 0
+    for row in json.loads(out)["fit"]:
+        assert row["null_slope"] is None and row["p_slope_null"] is None and row["reliability"] is None
+        assert row["caveat"].startswith("one run: the slope is biased towards 0 by noise in the dense class "
+                                        "accuracies (errors in variables)")
+        assert "give >= 2 runs of the method" in row["caveat"]
+    code, out, _ = cli(capsys, "fairness", str(paths[0]), "--what", "fit")
+    assert "one run: the slope is biased" in out
+
+
+def test_cli_null_slope_is_estimated_within_each_population(capsys, runs, mixed):
+    code, out, err = cli(capsys, "fairness", *map(str, mixed), "--json", "--what", "fit")
+    assert code == 0, err
+    fit = pd.DataFrame(json.loads(out)["fit"])
+    assert len(fit) == 6 * LEVELS
+    alone = pd.DataFrame(json.loads(cli(capsys, "fairness", *map(str, runs[0]), "--json", "--what", "fit")[1])["fit"])
+    own = fit[fit["population"] == "synthetic per-class degradation"].reset_index(drop=True)
+    np.testing.assert_allclose(own["null_slope"], alone["null_slope"])              # not pooled with the other
+    np.testing.assert_allclose(own["reliability"], alone["reliability"])
+    assert list(own["run"]) == list(alone["run"])
+    other = fit[fit["population"] == "another method"]
+    assert len(other) == 2 * LEVELS and all("from 2 runs, itself rough" in c for c in other["caveat"])
+    assert list(fit["run"]) == [r for p in mixed for r in [p.name] * LEVELS]       # in the order given
+
+
+def test_report_compares_the_mean_slope_with_null_slope(capsys, runs, tmp_path):
+    paths, _ = runs
+    report = tmp_path / "fit.html"
+    code, _, err = cli(capsys, "fairness", *map(str, paths), "--what", "fit", "--report", str(report))
+    assert code == 0, err
+    page = report.read_text(encoding="utf-8")
+    assert f"Mean slope at level {LEVELS} over 4 run(s)" in page and "null slope (uniform shift)" in page
+    assert "Compare slopes with this null slope, not with 1" in page

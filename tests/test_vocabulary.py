@@ -2,9 +2,9 @@
 1 − density, *compression* = size / kept, *rate* = the fraction of the remaining weights pruned at one level.
 
 Checked on the ``--help`` of every command and on the JSON and CSV columns of ``info``, ``sparsity``,
-``overlap``, ``structure`` and ``intersect`` run on the shipped example tickets: every column name comes from
-:data:`VOCABULARY` (so a new, possibly ambiguous name fails until it is added here with its meaning), its values
-are of the kind the vocabulary says, and the defining relations hold row by row.
+``overlap``, ``structure``, ``intersect`` and ``fairness --what fit`` run on the shipped example tickets: every
+column name comes from :data:`VOCABULARY` (so a new, possibly ambiguous name fails until it is added here with its
+meaning), its values are of the kind the vocabulary says, and the defining relations hold row by row.
 """
 
 from __future__ import annotations
@@ -85,6 +85,18 @@ VOCABULARY: dict[str, tuple[tuple[str, ...], str]] = {
     "expected_fully_pruned_sd": ((NONNEG,), "sd of fully_pruned_fraction by chance"),
     "dispersion": ((NONNEG,), "index of dispersion"), "chi2": ((NONNEG,), "chi-square statistic"),
     "loss": ((NONNEG,), "test loss"), "wall_time": ((NONNEG,), "seconds"),
+    # fairness: the intensification fit (per run and level, OLS of class accuracy on dense class accuracy)
+    "fit": ((NESTED,), "the fit section of fairness --json"),
+    "run": ((TEXT,), "a run (file) of a population"), "population": ((TEXT,), "the runs of one method"),
+    "n_classes": ((COUNT,), "classes in the fit"), "slope": ((NUMBER,), "OLS slope"),
+    "slope_stderr": ((NONNEG,), "its standard error"), "slope_ci_low": ((NUMBER,), "its 95% CI"),
+    "slope_ci_high": ((NUMBER,), "its 95% CI"), "intercept": ((NUMBER,), "OLS intercept"),
+    "intercept_stderr": ((NONNEG,), "its standard error"), "intercept_ci_low": ((NUMBER,), "its 95% CI"),
+    "intercept_ci_high": ((NUMBER,), "its 95% CI"), "r": ((NUMBER,), "correlation coefficient"),
+    "p_slope_1": ((FRACTION,), "p-value of slope = 1"),
+    "reliability": ((FRACTION,), "var(true) / var(observed) of the dense class accuracies"),
+    "null_slope": ((FRACTION,), "the slope a uniform shift gives under the noise"),
+    "p_slope_null": ((FRACTION,), "p-value of slope = null_slope"), "caveat": ((TEXT,), "what a result cannot show"),
     # flags
     "pruned": ((BOOL,), "tensor is pruned"), "untouched": ((BOOL,), "tensor keeps everything"),
     # sparsity: the tensor keeps nothing; structure: groups keeping nothing (a count, with fully_pruned_fraction)
@@ -188,7 +200,8 @@ def _outputs(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         ["sparsity", LENET_S0], ["sparsity", LENET_S0, LENET_S1, "--level", "2"],
         ["overlap", LENET_S0, LENET_S1, *metrics], ["overlap", f"{LENET_S0}:1", f"{LENET_S0}:3", FINETUNE],
         ["structure", LENET5], ["structure", LENET5, "--all-levels"], ["structure", LENET_S0, "--effective"],
-        ["structure", LENET_S0, "--effective", "--all-levels"],
+        ["structure", LENET_S0, "--effective", "--all-levels"], ["fairness", LENET_S0, LENET_S1, "--what", "fit"],
+        ["fairness", LENET_S0, "--what", "fit"],
     ]
     for mode in ("intersection", "union", "vote"):
         runs.append(["intersect", LENET_S0, LENET_S1, FINETUNE, "--mode", mode, "--out", str(tmp_path / f"{mode}.h5"),

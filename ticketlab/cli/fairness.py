@@ -5,7 +5,10 @@ Sections (choose with ``--what``; default all but ``pie_examples``):
 - ``runs``: the runs read and the level compared with the dense network;
 - ``drops``: per run, level and class: class accuracy, its dense value, the drop, the overall drop, and the
   class's drop minus the overall drop (every level of every run);
-- ``fit``: per run and level, OLS of class accuracy on dense class accuracy across classes, with 95% CIs;
+- ``fit``: per run and level, OLS of class accuracy on dense class accuracy across classes, with 95% CIs, and
+  ``null_slope``: the slope a uniform shift gives, below 1 because noise in the dense class accuracies
+  attenuates it (estimated from two runs or more of the method; NaN from one run); ``p_slope_null`` tests the slope
+  against it, ``p_slope_1`` against 1 (which noise alone can reject), and a ``caveat`` says which to read;
 - ``hooker`` (several runs): Hooker et al.'s per-class Welch t-test, dense population (level 0 of each run)
   against the pruned population (the chosen level of each run), with what the test can detect from so few runs
   (``mde``, ``power``, ``runs_needed``) and a ``caveat`` when the runs are too few;
@@ -67,9 +70,11 @@ COLUMNS: dict[str, list[tuple[str, str, Any]]] = {
     "fit": [("run", "run", fmt_str), ("seed", "seed", fmt_str), ("level", "level", fmt_int),
             ("density", "density", f4), ("n_classes", "classes", fmt_int), ("slope", "slope", f3),
             ("slope_stderr", "slope se", f3), ("slope_ci_low", "slope lo95", f3),
-            ("slope_ci_high", "slope hi95", f3), ("intercept", "intercept", f3),
+            ("slope_ci_high", "slope hi95", f3), ("null_slope", "null slope", f3),
+            ("p_slope_null", "p(slope=null)", f4), ("intercept", "intercept", f3),
             ("intercept_stderr", "intercept se", f3), ("intercept_ci_low", "intercept lo95", f3),
-            ("intercept_ci_high", "intercept hi95", f3), ("r", "r", f3), ("p_slope_1", "p(slope=1)", f4)],
+            ("intercept_ci_high", "intercept hi95", f3), ("r", "r", f3), ("p_slope_1", "p(slope=1)", f4),
+            ("reliability", "reliability", f3), ("caveat", "caveat", _caveat)],
     "hooker": [("level", "level", fmt_int), ("class", "class", fmt_int), ("class_name", "name", fmt_str),
                ("n_dense", "dense models", fmt_int), ("n_pruned", "pruned models", fmt_int),
                ("dense_recall", "dense recall", f4), ("pruned_recall", "pruned recall", f4),
@@ -113,7 +118,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "accuracy (recall, a fraction), its dense (level 0) value, the drop, the overall drop and the class's "
         "drop minus the overall drop; and the intensification fit, an OLS of class accuracy on dense class "
         "accuracy across classes (slope > 1: classes weak before pruning lose more), with 95% confidence "
-        "intervals. Given several runs (seeds) of one method evaluated on one test set, also Hooker et al.'s "
+        "intervals; noise in a run's dense class accuracies pulls this slope towards 0, so with several runs of "
+        "a method it is also tested against the slope a uniform shift gives under that noise (null slope). "
+        "Given several runs (seeds) of one method evaluated on one test set, also Hooker et al.'s "
         "per-class Welch t-test of (class recall - accuracy) between the dense models (level 0 of each run) and "
         "the pruned models (--level of each run), and the pruning-identified exemplars (PIEs): test examples "
         "whose modal prediction over the pruned models differs from that over the dense models. Files of several "
@@ -223,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
             print()
         emit(args, records[key], columns[key], title=titles[key])
     if not several and not explicit and not args.csv:
-        print("\n(Hooker et al.'s test and PIEs need several runs of one method, e.g. one file per seed.)")
+        print("\n(Hooker et al.'s test, PIEs and the fit's null slope need several runs of one method, e.g. one "
+              "file per seed.)")
     return 0
 
 
@@ -234,7 +242,10 @@ def _titles(level: int, args: argparse.Namespace) -> dict[str, str]:
         "drops": "per-class accuracy drops (fractions): drop = dense class acc - class acc; "
                  "excess drop = drop - overall drop",
         "fit": "intensification fit per level: class acc = intercept + slope * dense class acc (OLS across "
-               "classes; 95% CI from t with C-2 dof; slope > 1: weak classes lose more)",
+               "classes; 95% CI from t with C-2 dof). Noise in a run's dense class accuracies pulls the slope "
+               "towards 0: a uniform shift gives about null slope (estimated from the method's runs), not 1, so "
+               "compare slope with null slope (p(slope=null)); slope > null slope: weak classes lose more. "
+               "p(slope=1) can reject for noise alone",
         "hooker": f"Hooker et al. per-class Welch t-test of (class recall - {shift}), dense (level 0) vs pruned "
                   f"(level {level}) models; impacted: p <= {args.alpha:g}. detectable (80%): the smallest change "
                   f"detected with 80% power; power: of detecting a change of {args.effect:g}; runs needed: per "

@@ -135,8 +135,9 @@ class FairnessResult:
         ``level``, ``density``, ``dense_accuracy``, ``accuracy`` (at ``level``) and ``population``.
     sections : dict of str to DataFrame
         What :func:`ticketlab.analysis.fairness.fairness_analysis` returned, with a ``population`` column: the
-        per-run sections (``drops``, ``fit``) over every run, the population sections (``hooker``, ``pies``,
-        ``pie_examples``) computed separately for each population of two runs or more.
+        per-run sections (``drops``, ``fit``) over every run (the fit's ``null_slope`` estimated within the run's
+        population), the population sections (``hooker``, ``pies``, ``pie_examples``) computed separately for
+        each population of two runs or more.
     warnings : list of str
         Doubts about the runs: files with one seed, populations too small for the population sections.
     populations : list of dict
@@ -203,9 +204,18 @@ def fairness_of_files(specs: Sequence[str], *, level: int | None = None, section
         runs, labels, class_names = load_runs(sels, level, run_names)
         member_of = {i: p.name for p in pops for i in p.members}
         warnings = _population_warnings(pops, tickets, sections)
-        per_run = [s for s in SECTIONS if s in sections and s not in POPULATION_SECTIONS]
+        per_run = [s for s in SECTIONS if s in sections and s not in POPULATION_SECTIONS and s != "fit"]
         result = fairness_analysis(runs, level, labels=labels, class_names=class_names, alpha=alpha, shift=shift,
                                    ties=ties, sections=per_run, effect=effect)
+        if "fit" in sections:  # per run, but its null_slope is estimated from the run's population
+            fits: dict[int, pd.DataFrame] = {}
+            for p in pops:
+                part = fairness_analysis([runs[i] for i in p.members], level, sections=["fit"])["fit"]
+                start = 0
+                for i in p.members:  # each run's rows, one per pruned level, in the order of the members
+                    n = int((np.asarray(runs[i].levels) != 0).sum())
+                    fits[i], start = part.iloc[start:start + n], start + n
+            result["fit"] = pd.concat([fits[i] for i in range(len(runs))], ignore_index=True)
         by_name = {r.name: member_of[i] for i, r in enumerate(runs)}
         for frame in result.values():
             frame["population"] = frame["run"].map(by_name)

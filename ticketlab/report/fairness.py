@@ -23,8 +23,10 @@ RUN_TABLE = [("run", "run"), ("seed", "seed"), ("method", "method"), ("levels", 
              ("accuracy", "accuracy at level")]
 FIT_TABLE = [("run", "run"), ("level", "level"), ("density", "density"), ("n_classes", "classes"),
              ("slope", "slope"), ("slope_ci_low", "slope 95% low"), ("slope_ci_high", "slope 95% high"),
+             ("null_slope", "null slope (uniform shift)"), ("p_slope_null", "p (slope = null slope)"),
              ("intercept", "intercept"), ("intercept_ci_low", "intercept 95% low"),
-             ("intercept_ci_high", "intercept 95% high"), ("r", "r"), ("p_slope_1", "p (slope = 1)")]
+             ("intercept_ci_high", "intercept 95% high"), ("r", "r"), ("p_slope_1", "p (slope = 1)"),
+             ("caveat", "caveat")]
 HOOKER_TABLE = [("class", "class"), ("class_name", "name"), ("n_dense", "dense models"),
                 ("n_pruned", "pruned models"), ("dense_recall", "dense recall"), ("pruned_recall", "pruned recall"),
                 ("dense_gap", "dense recall − acc"), ("pruned_gap", "pruned recall − acc"), ("change", "change"),
@@ -85,7 +87,9 @@ def fairness_section(page: ReportPage, sections: Mapping[str, pd.DataFrame], lev
     page.figure(intensification_plot(drops, fit, level),
                 f"Left: class accuracy at level {level} against dense class accuracy with the OLS line (mean of the "
                 "runs' lines) and the uniform shift (slope 1). Right: the slope with its 95% confidence interval per "
-                "level and run; slope > 1: classes weak before pruning lose more.")
+                "level and run; slope > 1: classes weak before pruning lose more. Noise in the dense class "
+                "accuracies pulls every slope towards 0, so a uniform shift gives less than 1 (below).")
+    page.paragraph(_fit_summary(fit, level, alpha), note=True)
     if detail:
         page.table(fit, FIT_TABLE)
         page.heading("Hooker et al. per-class test")
@@ -123,6 +127,29 @@ def _models(frame: pd.DataFrame) -> str:
     return f"{int(d.iloc[0])} dense and {int(p.iloc[0])} pruned" if len(d) and len(p) else "few"
 
 
+def _fit_summary(fit: pd.DataFrame, level: int, alpha: float = 0.05) -> str:
+    """The population's mean slope at ``level`` against what a uniform shift gives under the noise."""
+    at = fit[fit["level"] == level]
+    slope = at["slope"].dropna()
+    if not len(slope):
+        return "No intensification fit at this level."
+    head = f"Mean slope at level {level} over {len(slope)} run(s): {slope.mean():.2f}"
+    null = at["null_slope"].dropna() if "null_slope" in at.columns else pd.Series(dtype=float)
+    if not len(null):
+        return (head + ". Noise in the dense class accuracies biases the slope towards 0 (errors in variables), "
+                + ("and with one run it cannot be measured" if at["run"].nunique() < 2 else
+                   "by an amount these runs cannot estimate")
+                + ": a slope below 1 is no evidence that weak classes lose less. Give two runs or more of the "
+                "method.")
+    rel = at["reliability"].dropna()
+    p = at["p_slope_null"].dropna()
+    return (head + f"; a uniform shift gives about {null.iloc[0]:.2f} here, not 1, because noise in the dense "
+            "class accuracies attenuates the slope"
+            + (f" (their reliability is {rel.iloc[0]:.2f})" if len(rel) else "")
+            + (f". {int((p <= alpha).sum())} of {len(p)} runs differ from it at p ≤ {alpha:g}" if len(p) else "")
+            + ". Compare slopes with this null slope, not with 1: p (slope = 1) can reject for noise alone.")
+
+
 def _hooker_caveat(h: pd.DataFrame, effect: float = EFFECT) -> str:
     """One sentence of what the test cannot show, when its rows carry caveats."""
     if "caveat" not in h.columns or not h["caveat"].astype(bool).any():
@@ -148,7 +175,12 @@ def fairness_definitions(level: int, *, alpha: float = 0.05, shift: str = "popul
         ("drop − overall drop", "How much more (> 0) or less (< 0) the class lost than the overall accuracy."),
         ("intensification fit", "Per level and run, ordinary least squares of class accuracy on dense class "
          "accuracy across classes; 95% intervals from Student's t with C − 2 degrees of freedom. Slope 1 is a "
-         "uniform shift; slope > 1 means classes that were weak before pruning lose more. This fit is ticketlab's "
+         "uniform shift of noiseless accuracies; slope > 1 means classes that were weak before pruning lose more. "
+         "One run's dense class accuracies are noisy, which biases the slope towards 0 (errors in variables): "
+         "from two runs or more of a method the null slope is the slope a uniform shift gives under that noise "
+         "(the reliability of the dense class accuracies, 1 − their run-to-run noise variance / their variance "
+         "across classes, raised by the noise the pruned network shares with its dense parent), and "
+         "p (slope = null slope) tests against it; p (slope = 1) can reject for noise alone. This fit is ticketlab's "
          "own summary, related to the intensification hypothesis of Good et al. (2022); it is not a definition "
          "taken from Paganini (2020), whose per-class metrics we could not verify."),
         ("Hooker et al. test", "Per class, Welch's unequal-variance t-test between the dense models (level 0 of "

@@ -4,7 +4,8 @@
 module      holds
 ==========  ==========================================================================================
 drops       :func:`class_drops`: per level and class, the drop beside the overall drop
-fit         :func:`intensification_fit`: OLS of class accuracy on dense class accuracy, per level
+fit         :func:`intensification_fit`: OLS of class accuracy on dense class accuracy, per level, and the
+            slope noise alone gives (:func:`dense_reliability`, :func:`noise_null_slope`)
 hooker      :func:`hooker_test` and the :data:`SHIFTS` registry, with the caveat of each test
 power       what Welch's test can detect from n runs: :func:`welch_power`, :func:`minimum_detectable_effect`,
             :func:`runs_needed`
@@ -32,6 +33,16 @@ Definitions (all accuracies are fractions in [0, 1], never percentages):
   were weak before pruning lose more (the "intensification effect" hypothesis of Good et al. 2022). Standard
   errors are those of :func:`scipy.stats.linregress`; confidence intervals use Student's t with C − 2 degrees
   of freedom (C = classes with a finite accuracy at both levels).
+- *attenuation of the fit*: one run's dense class accuracies are noisy measurements (seed-to-seed noise) of the
+  classes' accuracies, and noise in the regressor biases an OLS slope towards 0 (errors in variables). A uniform
+  shift therefore gives a slope of about the *reliability* var(true) / var(observed) of the dense class accuracies,
+  not 1, when the pruned network's noise is independent of its parent's (between that and 1 when it shares
+  some). From two runs or more of a method :func:`fairness_analysis` estimates the reliability
+  (:func:`dense_reliability`: 1 − two-way residual mean square of the dense class accuracies (runs × classes) /
+  mean across-class variance of a run) and per level the slope a uniform shift gives, ``null_slope``
+  (:func:`noise_null_slope`), and tests the slope against it (``p_slope_null``). ``p_slope_1`` (H0: slope = 1)
+  stays in the table but can reject for noise alone: compare the slope with ``null_slope``. A one-run fit has no
+  ``null_slope`` and a ``caveat`` saying so.
 - *Hooker et al.'s test*, as coded in their ``per_class_accuracy/gen_tstatistic.py``: for each class, the
   dense sample is {recall_c − accuracy shift} over the dense models (level 0 of every run), the pruned sample
   the same over the pruned models; Welch's unequal-variance t-test compares them; p ≤ alpha flags the class as
@@ -55,7 +66,8 @@ Examples
 """
 
 from ticketlab.analysis.fairness.drops import DROP_COLUMNS, class_drops  # noqa: F401
-from ticketlab.analysis.fairness.fit import FIT_COLUMNS, intensification_fit  # noqa: F401
+from ticketlab.analysis.fairness.fit import (FIT_COLUMNS, ONE_RUN_CAVEAT, attenuation_caveat,  # noqa: F401
+                                             dense_reliability, intensification_fit, noise_null_slope)
 from ticketlab.analysis.fairness.hooker import (EFFECT, HOOKER_COLUMNS, MIN_RUNS, SHIFTS,  # noqa: F401
                                                 hooker_test, welch_caveat)
 from ticketlab.analysis.fairness.pies import (MIN_PIE_MODELS, PIE_COUNT_COLUMNS, PIE_EXAMPLE_COLUMNS,  # noqa: F401
@@ -64,10 +76,11 @@ from ticketlab.analysis.fairness.pies import (MIN_PIE_MODELS, PIE_COUNT_COLUMNS,
 from ticketlab.analysis.fairness.power import (POWER, minimum_detectable_effect, runs_needed,  # noqa: F401
                                                welch_dof, welch_power)
 from ticketlab.analysis.fairness.population import (SECTIONS, FairnessRun, check_same_test_set,  # noqa: F401
-                                                    fairness_analysis)
+                                                    fairness_analysis, fit_noise)
 
 __all__ = ["TIES", "SHIFTS", "SECTIONS", "DROP_COLUMNS", "FIT_COLUMNS", "HOOKER_COLUMNS", "PIE_EXAMPLE_COLUMNS",
            "PIE_COUNT_COLUMNS", "EFFECT", "POWER", "MIN_RUNS", "MIN_PIE_MODELS", "class_drops",
            "intensification_fit", "hooker_test", "welch_caveat", "vote_counts", "modal_predictions",
            "pruning_identified_exemplars", "pie_counts", "pie_caveat", "check_same_test_set", "FairnessRun",
-           "fairness_analysis", "welch_dof", "welch_power", "minimum_detectable_effect", "runs_needed"]
+           "fairness_analysis", "welch_dof", "welch_power", "minimum_detectable_effect", "runs_needed",
+           "dense_reliability", "noise_null_slope", "attenuation_caveat", "ONE_RUN_CAVEAT", "fit_noise"]

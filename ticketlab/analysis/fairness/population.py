@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 
 from ticketlab.analysis.fairness.drops import class_drops
-from ticketlab.analysis.fairness.fit import intensification_fit
+from ticketlab.analysis.fairness.fit import dense_reliability, intensification_fit, noise_null_slope
 from ticketlab.analysis.fairness.hooker import EFFECT, hooker_test
 from ticketlab.analysis.fairness.pies import pie_counts, pruning_identified_exemplars
 from ticketlab.errors import ConfigError
 
-__all__ = ["SECTIONS", "check_same_test_set", "FairnessRun", "fairness_analysis"]
+__all__ = ["SECTIONS", "check_same_test_set", "FairnessRun", "fit_noise", "fairness_analysis"]
 
 #: Sections :func:`fairness_analysis` can return, in order.
 SECTIONS = ("drops", "fit", "hooker", "pies", "pie_examples")
@@ -84,6 +84,27 @@ class FairnessRun:
         return levels.index(level)
 
 
+def fit_noise(runs: Sequence[FairnessRun]) -> tuple[float | None, dict[int, tuple[float, int]] | None]:
+    """``(reliability, {level: (null_slope, runs)})`` of a population's intensification fits; ``(None, None)`` for
+    one run.
+
+    :func:`~ticketlab.analysis.fairness.fit.dense_reliability` of the runs' dense class accuracies, and per
+    pruned level :func:`~ticketlab.analysis.fairness.fit.noise_null_slope` over the runs that have the level
+    (how many is the second number).
+    """
+    if len(runs) < 2:
+        return None, None
+    dense = np.stack([np.asarray(r.class_accuracy, dtype=np.float64)[r.row(0)] for r in runs])
+    reliability = dense_reliability(dense)
+    nulls = {}
+    for level in sorted({int(v) for r in runs for v in r.levels} - {0}):
+        have = [level in list(r.levels) for r in runs]
+        at = np.stack([np.asarray(r.class_accuracy, dtype=np.float64)[r.row(level)] if h
+                       else np.full(dense.shape[1], np.nan) for r, h in zip(runs, have)])
+        nulls[level] = (noise_null_slope(dense, at), sum(have))
+    return reliability, nulls
+
+
 def fairness_analysis(
     runs: Sequence[FairnessRun],
     level: int,
@@ -110,8 +131,10 @@ def fairness_analysis(
         See :func:`hooker_test` and :func:`modal_predictions`.
     sections : sequence of str
         Which of :data:`SECTIONS` to compute. ``drops`` covers every level of every run; ``fit`` every level
-        except 0. ``hooker``, ``pies`` and ``pie_examples`` need at least two runs and are left out otherwise;
-        ``pies`` and ``pie_examples`` also need ``labels`` and each run's predictions at 0 and ``level``.
+        except 0, its ``reliability``, ``null_slope`` and ``p_slope_null`` estimated from all the runs
+        (:func:`fit_noise`; so give the runs of one method, a population). ``hooker``, ``pies`` and
+        ``pie_examples`` need at least two runs and are left out otherwise; ``pies`` and ``pie_examples`` also
+        need ``labels`` and each run's predictions at 0 and ``level``.
 
     Returns
     -------
@@ -133,14 +156,17 @@ def fairness_analysis(
                                               class_names=class_names, run=r.name, seed=r.seed) for r in runs],
                                  ignore_index=True)
     if "fit" in sections:
+        reliability, nulls = fit_noise(runs)
         fits = []
         for r in runs:
             lv = np.asarray(r.levels)
             keep = lv != 0
             dens = None if r.density is None else np.asarray(r.density)[keep]
-            fits.append(intensification_fit(np.asarray(r.class_accuracy)[r.row(0)],
-                                            np.asarray(r.class_accuracy)[keep], levels=lv[keep], density=dens,
-                                            run=r.name, seed=r.seed))
+            fits.append(intensification_fit(
+                np.asarray(r.class_accuracy)[r.row(0)], np.asarray(r.class_accuracy)[keep], levels=lv[keep],
+                density=dens, run=r.name, seed=r.seed, reliability=reliability,
+                null_slope=None if nulls is None else [nulls[int(v)][0] for v in lv[keep]],
+                runs=None if nulls is None else [nulls[int(v)][1] for v in lv[keep]]))
         out["fit"] = pd.concat(fits, ignore_index=True)
     if len(runs) < 2:
         return out

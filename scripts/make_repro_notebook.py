@@ -54,7 +54,7 @@ CELLS = [
     sys.modules["reproduce"] = reproduce
     spec.loader.exec_module(reproduce)
     STUDIES = ROOT / "data" / "studies"
-    data = {name: reproduce.Data(name) for name in ["lth", "renda", "transfer", "paganini"]}  # analyses cached
+    data = {name: reproduce.Data(name) for name in ["lth", "renda", "transfer", "paganini", "masks"]}  # cached
     print(sorted(p.name for p in STUDIES.iterdir() if p.is_dir()))
     """),
     md("""
@@ -123,6 +123,14 @@ CELLS = [
     transfer = reproduce._transfer_table(data["transfer"])
     transfer.round(4)
     """),
+    md("""
+    The consensus ticket in Paganini & Forde's own setting: one initialisation (one seed), the tickets found on
+    the two digit subsets intersected (`ticketlab intersect`), retrained on each subset, beside that subset's
+    bespoke ticket and random mask at the nearest density.
+    """),
+    code("""
+    reproduce._task_consensus_table(data["transfer"]).round(4)
+    """),
     code("""
     reproduce.check(reproduce.ITEMS["transfer"], data=data["transfer"])
     """),
@@ -143,6 +151,33 @@ CELLS = [
     """),
     code("""
     reproduce._consensus_table(data["paganini"]).round(4)
+    """),
+    md("""
+    ### What different methods find on LeNet-5 (`masks`)
+
+    Global vs layer-wise magnitude, unstructured vs L1-structured, rewinding to initialisation vs fine-tuning,
+    3 seeds: accuracy per method, the overlap of two methods' masks from one initialisation, fully pruned groups
+    against random placement and the effective density.
+    """),
+    code("""
+    acc = reproduce._masks_accuracy(data["masks"])
+    acc.accuracy.unstack(["strategy", "reset"]).round(4)
+    """),
+    code("""
+    # written by `reproduce.py masks`; `reproduce.py masks --check` recomputes them from the masks (~1 min)
+    overlap = pd.read_csv(STUDIES / "masks" / "overlap.csv")
+    overlap.groupby(["a", "b", "level"]).jaccard.mean().unstack("level").round(3)
+    """),
+    code("""
+    structure = pd.read_csv(STUDIES / "masks" / "structure.csv")
+    last = structure[structure.level == structure.level.max()]
+    (last.groupby(["strategy", "reset", "layer", "grouping"])
+         [["density", "fully_pruned_fraction", "expected_fully_pruned_fraction", "dispersion"]].mean().round(3))
+    """),
+    code("""
+    effective = pd.read_csv(STUDIES / "masks" / "effective.csv")
+    effective.assign(ratio=effective.effective_density / effective.density).groupby(
+        ["strategy", "reset", "level"]).ratio.mean().unstack("level").round(3)
     """),
 ]
 

@@ -60,22 +60,31 @@ def run_study(item: Item, full: bool, threads: int, workers: int) -> Path:
 
 def ship(item: Item, study_dir: Path) -> Path:
     """Copy the study's ticket files without weights (``store.copy_ticket``), its index (``runs.json``, else the
-    study manifest; both when both exist) and its frame into data/studies/<study>/."""
+    study manifest; both when both exist) and its frame into data/studies/<study>/, replacing what was there (built
+    beside it and swapped in, so that no file of an earlier run is left behind and no half-shipped study is)."""
     from ticketlab.store import copy_ticket
 
     dst = SHIPPED / item.study
+    tmp = SHIPPED / f".{item.study}.shipping"
+    shutil.rmtree(tmp, ignore_errors=True)
     runs = (study_dir / "runs.json").exists()
     index = json.loads((study_dir / ("runs.json" if runs else "manifest.json")).read_text())
     for e in index["runs"] if runs else index["chains"]:
-        (dst / e["file"]).parent.mkdir(parents=True, exist_ok=True)
-        copy_ticket(study_dir / e["file"], dst / e["file"], level_weights=False, checkpoints=[], overwrite=True)
+        (tmp / e["file"]).parent.mkdir(parents=True, exist_ok=True)
+        copy_ticket(study_dir / e["file"], tmp / e["file"], level_weights=False, checkpoints=[], overwrite=True)
     for name in ("runs.json", "manifest.json"):
         if (study_dir / name).exists():
-            shutil.copyfile(study_dir / name, dst / name)
+            shutil.copyfile(study_dir / name, tmp / name)
     for sub in study_dir.glob("*/manifest.json"):   # the studies a runner ran in subdirectories (masks)
-        (dst / sub.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(sub, dst / sub.parent.name / "manifest.json")
-    Data(item.study).frame.to_csv(dst / "frame.csv", index=False)
+        (tmp / sub.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sub, tmp / sub.parent.name / "manifest.json")
+    Data(tmp.name, SHIPPED).frame.to_csv(tmp / "frame.csv", index=False)
+    old = SHIPPED / f".{item.study}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        dst.rename(old)
+    tmp.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
     return dst
 
 

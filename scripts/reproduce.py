@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # the reproductions p
 
 # importing a topic module registers its reproductions in ITEMS: this order is the order of --list
 from reproductions import lth, renda, transfer, paganini, masks  # noqa: E402,F401
-from reproductions.core import ITEMS, ROOT, SHIPPED, WORK, Claim, Data, Item, spec_path  # noqa: E402
+from reproductions.core import ITEMS, ROOT, SHIPPED, WORK, Claim, Data, Item, _study, spec_path  # noqa: E402
 # names that tests/test_reproduce.py and analysis/05_reproductions.ipynb use as reproduce.NAME
 from reproductions.lth import LTH_RANGE, _claim_gap  # noqa: E402
 from reproductions.transfer import _task_consensus_table, _transfer_table  # noqa: E402
@@ -50,11 +50,7 @@ def run_study(item: Item, full: bool, threads: int, workers: int) -> Path:
         else:
             item.runner(out, full, threads)
         return out
-    spec = spec_path(item.study, full)
-    cmd = [sys.executable, "-m", "ticketlab", "study", "run", str(spec), "--out", str(out), "--threads", str(threads),
-           "--workers", str(workers), "--data-dir", str(ROOT / "data"), "--extend", "-v"]
-    print(" ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True)
+    _study(item.study, out, full, threads, workers)   # from the repository root: the manifest names relative paths
     return out
 
 

@@ -370,6 +370,17 @@ def test_intensification_plot(fairness):
     assert left.get_ylabel() == f"class accuracy at level {level}"
     assert any(t.startswith("OLS") for t in legend_texts(left))
     assert right.get_ylabel() == "slope (95% CI)"
+    # the null slope (what a uniform shift gives through the runs' noise) is drawn per level, at its values
+    fit = sections["fit"]
+    assert np.isfinite(fit["null_slope"]).all()            # two runs of one method: estimated
+    null = [line for line in right.get_lines() if line.get_label().startswith("uniform shift through")]
+    assert len(null) == 1
+    expected = fit.groupby("level")["null_slope"].mean()
+    np.testing.assert_allclose(null[0].get_xdata(), expected.index)
+    np.testing.assert_allclose(null[0].get_ydata(), expected.to_numpy())
+    # without it (a single run) only the line at 1 is drawn
+    single = plots.intensification_plot(sections["drops"], fit.assign(null_slope=np.nan), level).axes[1]
+    assert not [line for line in single.get_lines() if line.get_label().startswith("uniform shift through")]
 
 
 def test_pie_plot(fairness):

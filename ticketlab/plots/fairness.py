@@ -88,7 +88,9 @@ def intensification_plot(drops: pd.DataFrame, fit: pd.DataFrame, level: int | No
     matplotlib.figure.Figure
         Left: class accuracy at the level against dense class accuracy, each run's classes (grey), their mean
         (red), the OLS line and the uniform-shift line (slope 1). Right: slope with its 95% confidence interval per
-        level and run; slope > 1 means classes weak before pruning lose more.
+        level and run, beside 1 and, when ``fit`` has it, the ``null_slope`` per level: the slope a uniform shift
+        gives through the noise of the dense class accuracies (docs/design.md, Statistics), the line to compare
+        with; a slope above it means classes weak before pruning lose more.
     """
     require_columns(drops, ["level", "class", "dense_class_accuracy", "class_accuracy", "overall_drop", "run"],
                     "intensification_plot")
@@ -125,7 +127,12 @@ def intensification_plot(drops: pd.DataFrame, fit: pd.DataFrame, level: int | No
         err = np.vstack([f["slope"] - f["slope_ci_low"], f["slope_ci_high"] - f["slope"]])
         bx.errorbar(x, f["slope"], yerr=None if np.isnan(err).all() else err, fmt="o", ms=3, capsize=2, lw=.8,
                     label=str(run) if len(runs) <= 10 else None)
-    bx.axhline(1, color="black", ls="--", lw=.8)
+    bx.axhline(1, color="black", ls="--", lw=.8, label="uniform shift, noiseless (1)")
+    if "null_slope" in fit and np.isfinite(fit["null_slope"]).any():
+        # what a uniform shift gives through noise in the dense class accuracies (attenuation): compare with this
+        null = fit.groupby("level")["null_slope"].mean()
+        bx.plot(null.index, null.to_numpy(), color="#c0392b", ls=":", marker="_", ms=10, lw=1.2,
+                label="uniform shift through the runs' noise (null slope)")
     bx.xaxis.set_major_locator(MaxNLocator(integer=True))
     bx.set_xlabel("level")
     bx.set_ylabel("slope (95% CI)")

@@ -9,6 +9,10 @@
    same packed datasets plus ``numpy.unpackbits`` (the baseline), in the same process, interleaved, best of N.
 3. The cost of one ``write_level`` transaction (copy-on-write of the whole file through
    ``ticketlab.outputs.atomic_output``) as the file grows.
+4. The size of a compact copy (``store.copy_ticket(..., level_weights=False)``, written object by object in the
+   HDF5 1.10 format) against an ``H5Ocopy`` of the same objects (the baseline: each object keeps its old layout),
+   for a small model with many levels, branches and training curves (LeNet-300-100 shapes, 15 levels, two
+   controls), where chunk indexes dominate.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import h5py
 import numpy as np
 
 from ticketlab import store
+from ticketlab.evaluation import Evaluation
 from ticketlab.masks import TensorInfo
 
 from _timing import best_of  # benchmarks/_timing.py
@@ -106,6 +111,41 @@ def main() -> None:
             elapsed = time.perf_counter() - start
             copy = best_of(lambda: Path(tmp, "copy.h5").write_bytes(path.read_bytes()), 1)
             print(f"{size / 1e6:>8.1f}  {elapsed:>7.2f}  {copy:>15.2f}")
+
+        print("\n4. compact copy (1.10 format, object by object) vs H5Ocopy of the same objects")
+        compact_copy_sizes(Path(tmp), rng)
+
+
+def compact_copy_sizes(tmp: Path, rng: np.random.Generator, levels: int = 15) -> None:
+    """A LeNet-300-100-shaped chain with two control branches per level and an evaluation with a training curve
+    at each: its copy without weights, by copy_ticket and by H5Ocopy."""
+    tensors = [TensorInfo("fc1.weight", (300, 784), "linear"), TensorInfo("fc2.weight", (100, 300), "linear"),
+               TensorInfo("fc3.weight", (10, 100), "linear")]
+    path = tmp / "chain.h5"
+    labels = rng.integers(0, 10, 10_000)
+    store.create(path, tensors=tensors, model="lenet300", method="bench", seed=0, config={},
+                 dataset=store.DatasetInfo("mnist", 10, [str(i) for i in range(10)], labels))
+    writer = store.TicketWriter(path)
+    density = 1.0
+    for level in range(levels):
+        masks = {t.name: rng.random(t.shape) < density for t in tensors}
+        curve = {"iteration": np.arange(0, 2600, 200), "test_accuracy": rng.random(13), "test_loss": rng.random(13),
+                 "val_loss": rng.random(13), "train_loss": rng.random(13)}
+        ev = Evaluation.from_predictions(labels, rng.integers(0, 10, 10_000), 0.1, 10, curve=curve)
+        writer.write_level(level, masks, evaluation=ev)
+        for branch in ("reinit", "random") if level else ():
+            writer.write_branch(level, branch, masks, kind=branch, evaluation=ev)
+        density *= 0.8
+    compact = store.copy_ticket(path, tmp / "compact.h5", level_weights=False)
+    baseline = tmp / "h5ocopy.h5"
+    with h5py.File(path, "r") as fin, h5py.File(baseline, "w", libver=("v110", "latest")) as fout:
+        for name in fin:
+            fin.copy(fin[name], fout, name=name)
+    n = [0]
+    with h5py.File(compact, "r") as f:
+        f.visititems(lambda _, o: n.__setitem__(0, n[0] + isinstance(o, h5py.Dataset)))
+    a, b = compact.stat().st_size, baseline.stat().st_size
+    print(f"{n[0]} datasets: copy_ticket {a / 1e6:.2f} MB, H5Ocopy {b / 1e6:.2f} MB, ratio {a / b:.2f}")
 
 
 if __name__ == "__main__":

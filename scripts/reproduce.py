@@ -45,10 +45,7 @@ __all__ = ["ITEMS", "LTH_RANGE", "MASK_SPECS", "ROOT", "SHIPPED", "WORK", "Claim
 def run_study(item: Item, full: bool, threads: int, workers: int) -> Path:
     out = WORK / (item.study + ("-full" if full else ""))
     if item.runner is not None:
-        if "workers" in item.runner.__code__.co_varnames:
-            item.runner(out, full, threads, workers)
-        else:
-            item.runner(out, full, threads)
+        item.runner(out, full, threads, workers)
         return out
     _study(item.study, out, full, threads, workers)   # from the repository root: the manifest names relative paths
     return out

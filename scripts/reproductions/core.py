@@ -35,7 +35,8 @@ class Item:
     study: str                      # the study whose shipped files it reads (data/studies/<study>/)
     claims: list[Claim]
     figures: Callable[["Data"], list[Path]] | None = None
-    runner: Callable[..., None] | None = None   # (out dir, full, threads, workers): runs instead of a spec
+    #: runs instead of a spec: (out dir, full, threads, workers)
+    runner: Callable[[Path, bool, int, int], None] | None = None
 
 
 class Data:

@@ -19,7 +19,7 @@ from .renda import RENDA
 CONSENSUS_LEVEL = 3        # the lth level whose masks are intersected (51% each)
 
 
-def run_paganini(out: Path, full: bool, threads: int) -> None:
+def run_paganini(out: Path, full: bool, threads: int, workers: int = 1) -> None:
     """Intersect the lth study's level-3 masks of seeds 0-2 (``ticketlab intersect``), retrain the consensus from
     each seed's initialisation (``train --mask consensus --levels 0``); writes ``runs.json``. Needs the lth study
     run first (``reproduce.py lth``)."""

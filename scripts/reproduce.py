@@ -121,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             ok &= check(item, args.data_root)
             continue
         if not args.figures_only:
-            study_dir = run_study(item, args.full, args.threads, args.workers)
+            try:
+                study_dir = run_study(item, args.full, args.threads, args.workers)
+            except subprocess.CalledProcessError as err:   # the command printed its own one-line error
+                print(f"reproduce.py: {name}: {' '.join(map(str, err.cmd[1:4]))} ... failed (exit {err.returncode})",
+                      file=sys.stderr)
+                return 2
             ship(item, study_dir)
         if item.figures is not None:
             for out in item.figures(Data(item.study)):

@@ -275,9 +275,10 @@ def test_train_on_mnist_then_info_resume_and_mask(capsys, tmp_path):
             init_b = t.weights("init")
             # the file says where level 0's mask came from, so it is never taken for a chain from dense
             # (the level is named even when the command did not give it)
-            assert t.config["start"] == {"mask": f"{a}:{level}", "init": "ticket"}
+            source = f"level {level} of '{store.open_ticket(a).method}' on mnist"
+            assert t.config["start"] == {"mask": f"{a}:{level}", "init": "ticket", "source": source}
             assert t.method.endswith(f", from the mask of {a}:{level} with its initial weights"), t.method
-            assert run_identity(t).parts[-1] == f"from mask {a.name}:{level}"
+            assert run_identity(t).parts[-1] == f"from {source}"
             assert run_identity(t) != run_identity(store.open_ticket(a))
         # a ticket is its mask and its initial weights: both carry over, unless --fresh-init
         with store.open_ticket(a) as t:
@@ -291,13 +292,28 @@ def test_train_on_mnist_then_info_resume_and_mask(capsys, tmp_path):
     assert code == 0, err
     with store.open_ticket(fresh) as t:
         assert not np.array_equal(t.weights("init")["fc.weight"], init_a["fc.weight"])
-        assert t.config["start"] == {"mask": f"{a}:2", "init": "fresh"}
+        assert t.config["start"] == {"mask": f"{a}:2", "init": "fresh",
+                                     "source": f"level 2 of '{store.open_ticket(a).method}' on mnist"}
         assert t.method == f"mask of {a}:2 trained from fresh initial weights"
-        assert run_identity(t).parts[-1] == f"from mask {a.name}:2 (fresh init)"
-    # resuming the run from a given mask (nothing left to do) is not refused for the recorded start
+        assert run_identity(t).parts[-1] == f"from level 2 of '{store.open_ticket(a).method}' on mnist (fresh init)"
+    # resuming the run from a given mask (nothing left to do) is not refused for the recorded start ...
     code, _, err = cli(capsys, "train", "--mask", str(a), "--fresh-init", "--seed", "7", "--levels", "0",
                        "--iterations", "4", "--out", str(fresh), "--resume", *TINY)
     assert code == 0, err
+    # ... but resuming it from another start (none, another level, the ticket's own weights) is: the file would
+    # say one mask and hold another
+    before = fresh.read_bytes()
+    for other in ([], ["--mask", f"{a}:1", "--fresh-init"], ["--mask", str(a)]):
+        code, _, err = cli(capsys, "train", *other, "--seed", "7", "--levels", "0", "--iterations", "4", "--out",
+                           str(fresh), "--resume", *TINY)
+        assert code == 2
+        assert_one_line_error(err, f"was started from the mask of {a}:2 (fresh initial weights)", "--overwrite")
+    assert fresh.read_bytes() == before
+    # and a run from the dense network cannot be resumed from a mask
+    code, _, err = cli(capsys, "train", "--mask", str(fresh), "--levels", "2", "--iterations", "4", "--out", str(a),
+                       "--resume", *TINY)
+    assert code == 2
+    assert_one_line_error(err, f"{a} was started from the dense network, now from the mask of {fresh}:0")
     code, _, err = cli(capsys, "train", "--fresh-init", "--out", str(tmp_path / "d.h5"), *TINY)
     assert code == 2
     assert_one_line_error(err, "--fresh-init goes with --mask")

@@ -628,6 +628,10 @@ def test_start_mask_becomes_level_zero(tmp_path, data, spy):
     k0 = counts(start)
     assert counts(b["levels"][1]["masks"]) == {n: k - round(0.2 * k) for n, k in k0.items()}
     assert all(is_subset(b["levels"][1]["masks"][n], start[n]) for n in start)
+    # given through the API (no source named), the start is recorded all the same: never taken for a dense start
+    with store.open_ticket(path) as t:
+        assert t.config["start"] == {"mask": "a given mask", "init": "fresh"}
+        assert t.method.endswith(", from the mask of a given mask with fresh initial weights")
 
 
 def test_a_refused_start_mask_leaves_no_file(tmp_path, data):

@@ -648,8 +648,8 @@ def _h5_objects(path: Path) -> dict[str, tuple]:
             attrs = tuple(sorted((k, plain(np.asarray(v)) if not isinstance(v, str) else v) for k, v in o.attrs.items()
                                  if k != "updated"))
             if isinstance(o, h5py.Dataset):
-                out[name] = (attrs, str(o.dtype), o.shape, o.chunks, o.compression, o.compression_opts, o.shuffle,
-                             o.fletcher32, plain(np.asarray(o[()])) if o.shape else o[()])
+                out[name] = (attrs, str(o.dtype), o.shape, o.maxshape, o.chunks, o.compression, o.compression_opts,
+                             o.shuffle, o.fletcher32, plain(np.asarray(o[()])) if o.shape else o[()])
             else:
                 out[name] = (attrs,)
         f.visititems(visit)

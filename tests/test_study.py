@@ -27,7 +27,7 @@ from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.store import open_ticket
 from ticketlab.study import load_spec, parse_spec, read_manifest, study_frame, study_status
-from ticketlab.study.spec import file_stems
+from ticketlab.study.spec import _check_distinct, file_stems
 from cli_helpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,6 +150,49 @@ def test_a_set_key_may_need_an_axis_value():
                    '[set]\nnorm = "l1"\n')
 
 
+LN = 'preset = "quickstart"\n[grid]\nstrategy = ["ln_structured"]\n'
+
+
+@pytest.mark.parametrize("axis, culprit", [("rate = [0.2, 1.5]", "grid.rate = 1.5: rate must be"),
+                                           ('classes = ["0-4", "0-10"]', 'grid.classes = "0-10": dataset')])
+def test_spec_blames_the_failing_axis_value_not_a_set_key_the_other_chains_need(axis, culprit):
+    # set.norm needs the strategy axis's value; the chains that fail, fail for another reason
+    with pytest.raises(ConfigError) as err:
+        parse_spec(f'{LN}{axis}\n[set]\nnorm = "l1"\noutput-rate = 0\n')
+    assert str(err.value).startswith(f"<spec>: {culprit}") and "\n" not in str(err.value), err.value
+    # a [set] key at fault is still named; one chain with two faults is named by the chain
+    with pytest.raises(ConfigError, match=r"^<spec>: set\.rate = 1\.5: rate must"):
+        parse_spec(f'{LN}norm = ["l1", "l2"]\n[set]\nrate = 1.5\noutput-rate = 0\n')
+    with pytest.raises(ConfigError, match=r"^<spec>: chain strategy=ln_structured,rate=1\.5,model=lenet301: "):
+        parse_spec(f'{LN}rate = [1.5]\nmodel = ["lenet301"]\n[set]\nnorm = "l1"\n')
+
+
+@pytest.mark.parametrize("text", ['preset = "quickstart"\n[grid]\nnorm = ["l1", "l2"]\n'
+                                  '[set]\nstrategy = "ln_structured"\noutput-rate = 0\n',
+                                  f'{LN}norm = ["l1", "l2"]\n[set]\noutput-rate = 0\n'])
+def test_spec_axis_values_may_need_another_key(text):
+    # each norm value alone is refused with the preset's layer_magnitude; with the strategy every chain builds
+    chains = parse_spec(text).chains()
+    assert [(c.config.strategy, c.config.norm) for c in chains] == [("ln_structured", "l1"), ("ln_structured", "l2")]
+
+
+@pytest.mark.parametrize("same", ["[0, 1, 2, 3, 4]", '"0,1,2,3,4"', '"4,3,2,1,0"'])
+def test_spec_refuses_two_chains_with_the_same_config(same):
+    with pytest.raises(ConfigError) as err:
+        parse_spec(f'preset = "quickstart"\n[grid]\nclasses = ["0-4", {same}]\nseed = [0, 1]\n')
+    message = str(err.value)
+    assert message.startswith("<spec>: grid.classes: ") and "\n" not in message, message
+    assert "chains classes=0-4,seed=0 and classes=" in message and "same config" in message
+    # two presets that the [set] keys make equal
+    with pytest.raises(ConfigError, match=r'^<spec>: grid\.preset: "quickstart" and "lth-lenet300" give the same '
+                                          r"config \(chains preset=quickstart,seed=0 and preset=lth-lenet300,seed=0\)"):
+        parse_spec('[grid]\npreset = ["quickstart", "lth-lenet300"]\nseed = [0]\n[set]\nrate = 0.2\n'
+                   'output-rate = 0.1\nlevels = 2\niterations = 4\ncontrols = "none"\neval-every = 0\n')
+    # chains that differ on two axes are named by the chains alone
+    with pytest.raises(ConfigError, match=r"^<spec>: chains a=1,b=2 and a=2,b=1 have the same config; drop one$"):
+        _check_distinct([("a=1,b=2", {"a": 1, "b": 2}, "C"), ("a=2,b=1", {"a": 2, "b": 1}, "C")], "<spec>: ")
+
+
 def test_file_stems_are_safe_and_distinct():
     stems = file_stems(["reset=rewind:1000,seed=0", "reset=rewind-1000,seed=0", "a/b", "x" * 300])
     assert stems[0] != stems[1] and all(s.startswith("reset=rewind-1000,seed=0") for s in stems[:2])
@@ -174,6 +217,10 @@ SPEC_ERRORS = {
     "bad classes": ('preset = "quickstart"\n[grid]\nclasses = ["0-4", "9-5"]\n', ["grid.classes", "9-5"]),
     "one class": ('preset = "quickstart"\n[grid]\nseed = [0]\n[set]\nclasses = "3"\n', ["set.classes"]),
     "class not in dataset": ('preset = "quickstart"\n[grid]\nclasses = ["0-10"]\n', ["grid.classes", "10"]),
+    "unknown norm": ('preset = "quickstart"\n[grid]\nstrategy = ["ln_structured"]\n[set]\nnorm = "l7"\n',
+                     ["set.norm", "l1, l2 or linf", "'l7'"]),
+    "same config": ('preset = "quickstart"\n[grid]\nclasses = ["0-4", [0, 1, 2, 3, 4]]\n',
+                    ["grid.classes", "chains classes=0-4 and classes=0,1,2,3,4", "same config"]),
 }
 
 

@@ -233,7 +233,7 @@ def _intensification(d: Data):
         cols = [c for c in f.columns if c.startswith("accuracy[")]
         dense = f[f.level == 0].set_index("seed")[cols]
         tool = fairness_of_files([str(p) for p in d.chains()], sections=("fit",)).sections["fit"]
-        rows = []
+        rows, diffs = [], []
         for lv in sorted(set(f.level) - {0}):
             pruned = f[f.level == lv].set_index("seed")[cols]
             slopes = [np.polyfit(dense.loc[s].to_numpy(float), pruned.loc[s].to_numpy(float), 1)[0]
@@ -244,19 +244,28 @@ def _intensification(d: Data):
                          "tool_slope": float(t.slope.mean()), "null_slope": float(t.null_slope.mean()),
                          "reliability": float(t.reliability.mean()), "rejects_1": int((t.p_slope_1 < 0.05).sum()),
                          "rejects_null": int((t.p_slope_null < 0.05).sum())})
-        return pd.DataFrame(rows)
+            diffs.append(np.asarray(slopes) - float(t.null_slope.mean()))
+        return pd.DataFrame(rows), np.mean(diffs, axis=0)     # per seed: mean over levels of slope - null
     return d.cached("intensification", compute)
 
 
 def _claim_fairness_fit(d: Data) -> tuple[str, bool]:
-    fit = _intensification(d)
+    from scipy import stats
+
+    fit, per_seed = _intensification(d)
     same = np.allclose(fit.slope, fit.tool_slope, atol=1e-9)      # numpy's fits are the tool's
-    inside = (fit.slope - fit.null_slope).abs() <= 2 * fit.se
-    text = ", ".join(f"{r.density:.1%}: {r.slope:.2f} ± {r.se:.2f} vs {r.null_slope:.2f}" for r in fit.itertuples())
-    return (f"reliability {fit.reliability.iloc[0]:.2f}; mean slope ± se over {int(fit.seeds.max())} seeds vs "
-            f"null slope per density: {text}; within 2 se at {int(inside.sum())} of {len(fit)} levels; "
+    rejects_1 = int(fit.rejects_1.sum()) / int(fit.seeds.sum())
+    # pooled over levels: per seed, the mean of (slope - null slope); one-sample t test over seeds
+    n = len(per_seed)
+    t_res = stats.ttest_1samp(per_seed, 0.0)
+    mde = (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * per_seed.std(ddof=1) / np.sqrt(n)
+    text = ", ".join(f"{r.density:.1%}: {r.slope:.2f} vs {r.null_slope:.2f}" for r in fit.itertuples())
+    return (f"reliability {fit.reliability.iloc[0]:.2f}; mean slope vs null slope per density: {text}; "
             f"p(slope=1) < 0.05 in {int(fit.rejects_1.sum())} of {int(fit.seeds.sum())} fits, p(slope=null) in "
-            f"{int(fit.rejects_null.sum())}; numpy's slopes equal the tool's: {same}", bool(inside.all() and same))
+            f"{int(fit.rejects_null.sum())}; pooled over levels, slope - null per seed "
+            f"{', '.join(f'{v:+.2f}' for v in per_seed)}: mean {per_seed.mean():+.2f}, t test p = {t_res.pvalue:.2f} "
+            f"({n} seeds detect only a mean departure of about {mde:.2f} with 80% power); numpy's slopes equal "
+            f"the tool's: {same}", bool(same and rejects_1 > 0.5 and t_res.pvalue > 0.05))
 
 
 def fairness_figures(d: Data) -> list[Path]:
@@ -320,8 +329,8 @@ _register(Item(
               "(median detectable change > 0.01)", _claim_fairness_power),
         Claim("classes flagged and PIEs: at least as many at <= 10% density as at >= 30% (more PIEs)",
               _claim_fairness_trend),
-        Claim("the intensification fit shows neither intensification nor de-intensification: every level's mean "
-              "slope is within 2 standard errors of the slope noise alone gives for a uniform shift (ticketlab "
-              "fairness's null_slope), although p(slope=1) rejects most fits", _claim_fairness_fit),
+        Claim("the intensification fit finds no departure from a uniform shift once noise is accounted for: "
+              "p(slope=1) rejects most fits, but the slopes' mean departure from ticketlab fairness's null_slope "
+              "(pooled over levels, t test over seeds) is not significant", _claim_fairness_fit),
     ],
     figures=fairness_figures))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .core import FIGURES, WORK, Claim, Data, Item, _branch, _density_axis, _register, _train
+from .core import FIGURES, ROOT, WORK, Claim, Data, Item, _branch, _density_axis, _register, _train
 from .renda import RENDA
 
 
@@ -24,6 +24,9 @@ def run_paganini(out: Path, full: bool, threads: int, workers: int = 1) -> None:
     each seed's initialisation (``train --mask consensus --levels 0``); writes ``runs.json``. Needs the lth study
     run first (``reproduce.py lth``)."""
     lth = WORK / ("lth-full" if full else "lth")
+    if not (lth / "manifest.json").exists():
+        raise SystemExit(f"{lth.relative_to(ROOT)}: no lth study; run python scripts/reproduce.py lth"
+                         f"{' --full' if full else ''} first")
     manifest = json.loads((lth / "manifest.json").read_text())
     chains = {c["axes"]["seed"]: lth / c["file"] for c in manifest["chains"]}
     seeds = sorted(chains)[:3]
@@ -33,12 +36,13 @@ def run_paganini(out: Path, full: bool, threads: int, workers: int = 1) -> None:
     for seed in seeds:
         consensus = out / "extra" / f"consensus_init{seed}.h5"
         if not consensus.exists():
-            cmd = [sys.executable, "-m", "ticketlab", "intersect", *[f"{chains[s]}:{CONSENSUS_LEVEL}" for s in seeds],
-                   "--init", str(chains[seed]), "--out", str(consensus)]
+            cmd = [sys.executable, "-m", "ticketlab", "intersect",
+                   *[f"{chains[s].relative_to(ROOT)}:{CONSENSUS_LEVEL}" for s in seeds],
+                   "--init", str(chains[seed].relative_to(ROOT)), "--out", str(consensus.relative_to(ROOT))]
             print(" ".join(cmd[1:]), flush=True)
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
         f = f"extra/consensus_retrained_seed{seed}.h5"
-        _train(["--mask", str(consensus), "--levels", "0", "--controls", "none", "--seed", str(seed),
+        _train(["--mask", str(consensus.relative_to(ROOT)), "--levels", "0", "--controls", "none", "--seed", str(seed),
                 "--iterations", str(train["iterations"]), "--eval-every", str(train["eval_every"])], out / f, threads)
         entries.append({"file": f, "axes": {"seed": seed, "sources": [int(s) for s in seeds]}})
     (out / "runs.json").write_text(json.dumps({"runs": entries, "full": full, "level": CONSENSUS_LEVEL}, indent=1))

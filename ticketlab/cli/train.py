@@ -200,7 +200,7 @@ def _interruptible() -> Iterator[threading.Event]:
 def run(args: argparse.Namespace) -> int:
     from ticketlab.cli.info import collect, render
     from ticketlab.lottery import IMPRun, load_start_ticket
-    from ticketlab.lottery.run import start_record
+    from ticketlab.lottery.start import start_record
     from ticketlab.outputs import TICKET_SUFFIXES, OutputBusyError, OutputError, prepare_output
     from ticketlab.presets import default_output
 
@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
                 start_mask, start_init = start.masks_for(imp.tensors, config.model), start.init
             except ConfigError as err:
                 raise ConfigError(f"--mask {err}") from None
-            imp.start = start_record(start.source, start_mask, start_init)
+            imp.start = start_record(start.source, start_mask, start_init, start.description)
         log(f"ticketlab train: {config.method()} on {config.model}/{config.task}, seed {config.seed} -> {out}")
         if start is not None:
             weights = "its initial weights" if start_init is not None else f"fresh initial weights (seed {config.seed})"
@@ -266,7 +266,7 @@ def _run_many(args: argparse.Namespace) -> int:
     from ticketlab.cli.info import collect, render
     from ticketlab.lottery import load_start_ticket
     from ticketlab.lottery.group import build_runs, run_runs
-    from ticketlab.lottery.run import start_record
+    from ticketlab.lottery.start import start_record
     from ticketlab.outputs import TICKET_SUFFIXES, OutputBusyError, OutputError, prepare_output
     from ticketlab.presets import default_output
 
@@ -309,7 +309,7 @@ def _run_many(args: argparse.Namespace) -> int:
             except ConfigError as err:
                 raise ConfigError(f"--mask {err}") from None
             for r in runs:
-                r.start = start_record(start.source, start_mask, start_init)
+                r.start = start_record(start.source, start_mask, start_init, start.description)
         k = args.chains_per_process
         if k is None:
             from ticketlab.batched import default_chains_per_process

@@ -38,9 +38,11 @@ METHOD_KEYS = {
     "output_rate": lambda v: f"output {float(v):.0%}",
     "exclude": lambda v: "exclude " + ",".join(map(str, v)),
     "reset": lambda v: f"reset {v}",
-    # a run started from a given ticket (train --mask) is its own population, never one of IMP from dense
-    "start": lambda v: f"from mask {os.path.basename(str(v['mask']))}" + (" (fresh init)" if v.get("init") == "fresh"
-                                                                           else ""),
+    # a run started from a given ticket (train --mask) is never one of IMP from dense: it is named by what its mask
+    # is (the level, method and task of the source: runs from the same level of one method's seeds are one
+    # population), or where no description was recorded by the mask's file and level
+    "start": lambda v: "from " + str(v.get("source") or f"mask {v['mask']}") + (
+        " (fresh init)" if v.get("init") == "fresh" else ""),
 }
 _RESET = "reset "
 _CONTROLS = "controls "

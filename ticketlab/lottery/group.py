@@ -50,7 +50,8 @@ from ticketlab import store
 from ticketlab.errors import ConfigError
 from ticketlab.lottery.config import RunConfig
 from ticketlab.lottery.data import RunData, load_data
-from ticketlab.lottery.run import IMPRun, _masked, _torch_weights, start_record
+from ticketlab.lottery.run import IMPRun, _masked, _torch_weights
+from ticketlab.lottery.start import start_record
 from ticketlab.outputs import make_parents, output_lock
 from ticketlab.training.checks import check_int
 
@@ -254,6 +255,9 @@ class IMPGroup:
             for r in self.runs:  # one writer per file, for the whole call, before anything is replaced
                 locks.enter_context(output_lock(make_parents(r.path)))
             points = [r._start_point(start_mask, start_init) for r in self.runs]
+            for r in self.runs:
+                if start_mask is not None and r.start is None:  # given through the API: record it all the same
+                    r.start = start_record(None, start_mask, start_init)
             for r in self.runs:  # refuse before creating any file
                 if r.path.exists() and not (resume or overwrite):
                     raise ConfigError(f"{r.path} already exists; use --resume to continue it or --overwrite to "

@@ -28,6 +28,7 @@ from ticketlab.lottery.config import RunConfig
 from ticketlab.lottery.data import RunData, load_data
 from ticketlab.lottery.distributed import Distributed, resolve_device
 from ticketlab.lottery.resets import CONTROLS, Sources
+from ticketlab.lottery.start import same_start, start_method, start_record, start_text
 from ticketlab.masks import TensorInfo
 from ticketlab.outputs import make_parents, output_lock
 from ticketlab.training import TrainConfig, steps_per_epoch, train
@@ -208,7 +209,11 @@ class IMPRun:
         t = store.open_ticket(self.path)
         stored = dict(t.config)
         stored.pop("seeds", None)
-        stored.pop("start", None)  # level 0 is stored: where its mask came from does not matter to the rest
+        started = stored.pop("start", None)
+        if not same_start(started, self.start):
+            raise ConfigError(f"{self.path} was started from {start_text(started)}, now from "
+                              f"{start_text(self.start)}; resume with the same --mask (or none), or start again "
+                              "with --overwrite")
         stored.pop("data_dir", None)
         for k, v in stored.pop("train", {}).items():
             stored[f"train.{k}"] = v
@@ -257,6 +262,8 @@ class IMPRun:
              start_init: Mapping[str, Any] | None) -> Path:
         c, d = self.config, self.dist
         initial_masks, start_init = self._start_point(start_mask, start_init)
+        if start_mask is not None and self.start is None:  # given through the API: record it all the same
+            self.start = start_record(None, start_mask, start_init)
         done = d.on_primary(lambda: self._prepare_file(resume, overwrite, start_init))
         with store.open_ticket(self.path) as t:
             init = _torch_weights(t.weights("init"))
@@ -396,16 +403,6 @@ class IMPRun:
         return out
 
 
-def start_method(config: RunConfig, start: Mapping[str, str] | None) -> str:
-    """The method description of a run (``ticketlab info``), naming the ticket it starts from, if any."""
-    if start is None:
-        return config.method()
-    weights = "its initial weights" if start.get("init") == "ticket" else "fresh initial weights"
-    if config.levels == 0:
-        return f"mask of {start['mask']} trained from {weights}"
-    return f"{config.method()}, from the mask of {start['mask']} with {weights}"
-
-
 def run_imp(config: RunConfig, path: str | Path, *, resume: bool = False, overwrite: bool = False,
             device: str = "auto", progress: bool | None = None, log: Callable[[str], None] | None = None,
             start_mask: Mapping[str, np.ndarray] | None = None, start_init: Mapping[str, Any] | None = None,
@@ -431,12 +428,3 @@ def run_imp(config: RunConfig, path: str | Path, *, resume: bool = False, overwr
     run = IMPRun(config, path, device=device, progress=progress, log=log)
     run.start = start_record(start_source, start_mask, start_init)
     return run.run(resume=resume, overwrite=overwrite, start_mask=start_mask, start_init=start_init)
-
-
-def start_record(source: str | None, start_mask: Mapping[str, np.ndarray] | None,
-                 start_init: Mapping[str, Any] | None) -> dict[str, str] | None:
-    """:attr:`IMPRun.start` for a run from a given mask: ``source`` names it (``"FILE:LEVEL"``; default
-    ``"a given mask"``), ``init`` says whether its initial weights came with it."""
-    if start_mask is None:
-        return None
-    return {"mask": source or "a given mask", "init": "ticket" if start_init is not None else "fresh"}

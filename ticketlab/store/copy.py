@@ -101,8 +101,9 @@ def _copy(obj: h5py.Group | h5py.Dataset, parent: h5py.Group, name: str) -> None
         return
     kwargs = {}
     if obj.chunks is not None:
-        kwargs = dict(chunks=obj.chunks, compression=obj.compression, compression_opts=obj.compression_opts,
-                      shuffle=obj.shuffle, fletcher32=obj.fletcher32, scaleoffset=obj.scaleoffset)
+        kwargs = dict(chunks=obj.chunks, maxshape=obj.maxshape, compression=obj.compression,
+                      compression_opts=obj.compression_opts, shuffle=obj.shuffle, fletcher32=obj.fletcher32,
+                      scaleoffset=obj.scaleoffset)
     data = obj[()] if obj.size else None   # reading checks the source's checksums
     if data is not None and h5py.check_vlen_dtype(obj.dtype) not in (None, str, bytes):
         # ragged arrays (model/shapes): h5py writes an object array of arrays only when given as data

@@ -107,6 +107,17 @@ def _classes(v: Any) -> str:
     return _str(v)
 
 
+#: ``--norm`` choices (``ticketlab/cli/train.py``).
+NORMS = ("l1", "l2", "linf")
+
+
+def _norm(v: Any) -> str:
+    """A norm of ``ln_structured`` pruning, as ``--norm`` takes it: one of :data:`NORMS`."""
+    if v not in NORMS:
+        raise ValueError
+    return v
+
+
 def _length(v: Any) -> int | str:
     """Iterations (``500``) or epochs (``"2ep"``), as ``--warmup`` takes them."""
     if isinstance(v, int) and not isinstance(v, bool):
@@ -136,7 +147,7 @@ for _name, _flag in {
     "rate": Flag(_float, "a number"),
     "output-rate": Flag(_rate_or_none, "a number or 'none'"),
     "layer-rate": Flag(_layer_rates, "'PATTERN=RATE' or a list of them"),
-    "norm": Flag(_str, "l1, l2 or linf"),
+    "norm": Flag(_norm, "l1, l2 or linf"),
     "exclude": Flag(_strings, "a pattern or a list of patterns"),
     "levels": Flag(_int, "an integer"),
     "reset": Flag(_str, "a reset mode"),

@@ -12,7 +12,8 @@
 
 Keys are ``ticketlab train`` flags without their dashes (:mod:`ticketlab.study.flags`); ``preset`` may also be an
 axis, and ``device`` (where chains run, not what they compute) may be set in ``[set]``. The spec is checked
-completely before anything runs: every error is one line naming the file and the key.
+completely before anything runs: every chain's config is built, and every error is one line naming the file and
+the key at fault (an axis value, a [set] key, else the chain). Two chains with the same config are an error.
 
 Chains are named by their axis values in the grid's order (``reset=rewind:1000,seed=0``); the name's file stem
 (``reset=rewind-1000,seed=0``) keeps only characters every file system accepts.
@@ -132,31 +133,93 @@ class StudySpec:
         return spec
 
     def _validate(self) -> None:
-        """Build the configs: the [set] keys added one by one, each axis value on its own, then every chain
-        (naming the key or chain that fails)."""
+        """Build every chain's config; when one fails, name the most specific culprit (:meth:`_blame`), and refuse
+        two chains with the same config."""
         where = f"{self.source}: "
-        try:
-            self._build(self.settings, "")
-        except ConfigError as err:
-            # a [set] key may need an axis value (norm = "l1" with strategy = ["ln_structured"]): fine when every
-            # chain builds
+        built = self._configs()
+        if any(isinstance(c, ConfigError) for _, _, c in built):
+            raise ConfigError(f"{where}{self._blame(built)}")
+        _check_distinct(built, where)
+
+    def _configs(self) -> list[tuple[str, dict[str, Any], Any]]:
+        """``(name, axes, config)`` for every combination of the axes' values (the first axis varying slowest);
+        ``config`` is the :class:`ConfigError` of a chain that does not build."""
+        out = []
+        for combo in itertools.product(*self.grid.values()):
+            axes = dict(zip(self.grid, combo))
             try:
-                self.chains()
-                return
-            except ConfigError:
-                pass
-            # blame the first key without which the settings are valid (else the [set] table as a whole)
-            for key, value in self.settings.items():
+                config = self._build({**self.settings, **axes}, "")
+            except ConfigError as err:
+                config = err
+            out.append((chain_name(axes), axes, config))
+        return out
+
+    def _blame(self, built: list[tuple[str, dict[str, Any], Any]]) -> str:
+        """The error of a spec some of whose chains fail, naming the most specific culprit (one line, no source).
+
+        A culprit of a failing chain is one of its entries (an axis value, a [set] key) without which it builds
+        (an axis left out takes the preset's value). In order:
+
+        1. an axis value every chain of which fails, and is a culprit of each: ``grid.<axis> = <value>: ...``;
+        2. a [set] key that is a culprit of every failing chain: ``set.<key> = <value>: ...`` (a [set] key that
+           some axis values refuse, norm = "l1" with strategy = ["ln_structured", "layer_magnitude"]);
+        3. an axis value every chain of which fails while other values of its axis build (it and something else
+           are wrong);
+        4. a culprit of some failing chain (an axis value first, then a [set] key);
+        5. else the first failing chain: ``chain <name>: ...``.
+        """
+        failing = [(name, axes, err) for name, axes, err in built if isinstance(err, ConfigError)]
+        builds = {}
+
+        def ok(flags: dict[str, Any]) -> bool:
+            key = repr(sorted(flags.items()))
+            if key not in builds:
                 try:
-                    self._build({k: v for k, v in self.settings.items() if k != key}, "")
+                    self._build(flags, "")
+                    builds[key] = True
                 except ConfigError:
-                    continue
-                raise ConfigError(f"{where}set.{key} = {_toml(value)}: {err}") from None
-            raise ConfigError(f"{where}[set]: {err}") from None
-        for axis, values in self.grid.items():
+                    builds[key] = False
+            return builds[key]
+
+        def culprit(axes: dict[str, Any], key: str) -> bool:
+            """Does the chain ``axes`` build without ``key`` (an axis or a [set] key)?"""
+            return ok({k: v for k, v in {**self.settings, **axes}.items() if k != key})
+
+        def grid_error(axis: str, value: Any, err: ConfigError) -> str:
+            return f"grid.{axis} = {_toml(value)}: {err}"
+
+        def set_error(key: str, err: ConfigError) -> str:
+            return f"set.{key} = {_toml(self.settings[key])}: {err}"
+
+        def of_value(axis: str, value: Any) -> list[tuple[str, dict[str, Any], Any]]:
+            return [c for c in built if value_label(c[1][axis]) == value_label(value)]
+
+        def all_fail(chains: list) -> bool:
+            return all(isinstance(c[2], ConfigError) for c in chains)
+
+        for axis, values in self.grid.items():  # 1
             for v in values:
-                self._build({**self.settings, axis: v}, f"{where}grid.{axis} = {_toml(v)}: ")
-        self.chains()
+                chains = of_value(axis, v)
+                if all_fail(chains) and all(culprit(axes, axis) for _, axes, _ in chains):
+                    return grid_error(axis, v, chains[0][2])
+        for key in self.settings:  # 2
+            if all(culprit(axes, key) for _, axes, _ in failing):
+                return set_error(key, failing[0][2])
+        for axis, values in self.grid.items():  # 3
+            for v in values:
+                chains = of_value(axis, v)
+                if all_fail(chains) and not all_fail([c for c in built if all(c is not d for d in chains)]):
+                    blamed = [c for c in chains if culprit(c[1], axis)] or chains
+                    return grid_error(axis, v, blamed[0][2])
+        for _, axes, err in failing:  # 4
+            for axis in self.grid:
+                if culprit(axes, axis):
+                    return grid_error(axis, axes[axis], err)
+            for key in self.settings:
+                if culprit(axes, key):
+                    return set_error(key, err)
+        name, _, err = failing[0]  # 5
+        return f"chain {name}: {err}"
 
     def _build(self, flags: Mapping[str, Any], where: str):
         """The RunConfig of the preset plus ``flags`` (spec keys → parsed values); errors prefixed by ``where``."""
@@ -175,12 +238,11 @@ class StudySpec:
 
     def chains(self) -> list[Chain]:
         """Every combination of the axes' values, the first axis varying slowest."""
-        out = []
         device = self.settings.get("device", "auto")
-        for combo in itertools.product(*self.grid.values()):
-            axes = dict(zip(self.grid, combo))
-            name = chain_name(axes)
-            config = self._build({**self.settings, **axes}, f"{self.source}: chain {name}: ")
+        out = []
+        for name, axes, config in self._configs():
+            if isinstance(config, ConfigError):
+                raise ConfigError(f"{self.source}: chain {name}: {config}")
             out.append(Chain(name, "", axes, config, device))
         stems = file_stems([c.name for c in out])
         return [Chain(c.name, s, c.axes, c.config, c.device) for c, s in zip(out, stems)]
@@ -259,6 +321,28 @@ def _check_preset(value: Any, where: str) -> str:
     except ConfigError as err:
         raise ConfigError(f"{where}{err}") from None
     return value
+
+
+def _check_distinct(built: list[tuple[str, dict[str, Any], Any]], where: str) -> None:
+    """Two chains with the same config would be one run twice (``classes = ["0-4", "0,1,2,3,4"]``): an error naming
+    both, and the axis when they differ in one."""
+    seen: dict[Any, tuple[str, dict[str, Any]]] = {}
+    for name, axes, config in built:
+        try:
+            hash(config)
+            key = config
+        except TypeError:  # pragma: no cover - RunConfig is frozen, its fields hashable
+            key = repr(config)
+        if key not in seen:
+            seen[key] = (name, axes)
+            continue
+        first, first_axes = seen[key]
+        differ = [a for a in axes if value_label(axes[a]) != value_label(first_axes[a])]
+        if len(differ) == 1:
+            a = differ[0]
+            raise ConfigError(f"{where}grid.{a}: {_toml(first_axes[a])} and {_toml(axes[a])} give the same config "
+                              f"(chains {first} and {name}); drop one")
+        raise ConfigError(f"{where}chains {first} and {name} have the same config; drop one")
 
 
 def _check_names(config: Any) -> None:

@@ -186,3 +186,17 @@ def test_simulated_uniform_shift_gives_null_slope_and_p_slope_null_is_calibrated
     assert intense["slope"].mean() > intense["null_slope"].mean() + 1
     assert (intense["p_slope_null"] < ALPHA).mean() > 0.3
     assert (intense["slope"] > intense["null_slope"]).mean() > 0.95
+
+
+def test_wrong_shapes_are_one_line_config_errors():
+    from ticketlab.analysis.fairness import intensification_fit
+    from ticketlab.analysis.fairness.population import FairnessRun, fit_noise
+    from ticketlab.errors import ConfigError
+
+    dense, pruned = np.linspace(0.9, 0.99, 5), np.linspace(0.9, 0.99, 5)[None, :].repeat(3, axis=0)
+    with pytest.raises(ConfigError, match="runs has 2 values"):
+        intensification_fit(dense, pruned, null_slope=0.5, runs=[3, 3])
+    a = FairnessRun("a", np.array([0, 1]), np.full((2, 4), 0.9), np.full(2, 0.9))
+    b = FairnessRun("b", np.array([0, 1]), np.full((2, 5), 0.9), np.full(2, 0.9))
+    with pytest.raises(ConfigError, match="different numbers of classes"):
+        fit_noise([a, b])

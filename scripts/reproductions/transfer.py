@@ -72,8 +72,9 @@ def _task_consensus(out: Path, chains: list[dict[str, Any]], seed: int, level: i
 
 
 def _task_consensus_table(d: Data):
-    """Per retrained consensus: its accuracy beside the same task's bespoke ticket and random mask at the level of
-    nearest density, and the dense network."""
+    """Per retrained consensus: its accuracy beside the same task's bespoke ticket and random mask at the
+    consensus's density (interpolated linearly in log-density between the two rounds that bracket it; the nearest
+    round when it lies outside them), and the dense network."""
     import pandas as pd
 
     f = d.frame
@@ -85,14 +86,22 @@ def _task_consensus_table(d: Data):
         classes, seed = str(e["axes"]["classes"]), int(e["axes"]["seed"])
         rec = f[(f.file == e["file"]) & (f.branch == "main")].iloc[0]
         mine = chains[(chains.classes.astype(str) == classes) & (chains.seed == seed)]
-        main = mine[mine.branch == "main"]
+        main = mine[mine.branch == "main"].sort_values("density")
+        at = {b: mine[mine.branch == b].set_index("level").accuracy for b in ("main", "random")}
+        levels = main.level.to_numpy()
+        logd = np.log(main.density.to_numpy())
+        target = np.log(float(rec.density))
+
+        def interpolate(branch: str) -> float:
+            acc = np.array([at[branch].get(lv, np.nan) for lv in levels])
+            ok = np.isfinite(acc)
+            return float(np.interp(target, logd[ok], acc[ok]))   # clamps outside the range: the nearest round
+
         lv = int(main.loc[(main.density - rec.density).abs().idxmin(), "level"])
-        at = mine[mine.level == lv].set_index("branch")
         rows.append({"classes": classes, "seed": seed, "source_level": int(e["axes"]["consensus_level"]),
                      "density": float(rec.density), "consensus": float(rec.accuracy), "bespoke_level": lv,
-                     "bespoke_density": float(at.loc["main", "density"]), "bespoke": float(at.loc["main", "accuracy"]),
-                     "random": float(at.loc["random", "accuracy"]),
-                     "dense": float(main[main.level == 0].accuracy.iloc[0])})
+                     "bespoke_density": float(rec.density), "bespoke": interpolate("main"),
+                     "random": interpolate("random"), "dense": float(main[main.level == 0].accuracy.iloc[0])})
     return pd.DataFrame(rows)
 
 
@@ -100,7 +109,7 @@ def _claim_task_consensus(a: str, b: str, op: str, margin: float) -> Callable[[D
     def measure(d: Data) -> tuple[str, bool]:
         t = _task_consensus_table(d)
         diff = (t[a] - t[b]) * 100
-        per = "; ".join(f"L{lv} ({g.density.mean():.1%} vs bespoke {g.bespoke_density.mean():.1%}): "
+        per = "; ".join(f"round-{lv} tickets' consensus at {g.density.mean():.1%}: "
                         f"{((g[a] - g[b]) * 100).mean():+.2f}" for lv, g in t.groupby("source_level"))
         ok = {">": diff.mean() > margin, "<": diff.mean() < margin, "|<|": abs(diff.mean()) < margin}[op]
         return (f"{a} - {b}: mean {diff.mean():+.2f} points over {len(t)} runs, {int((diff > 0).sum())} positive "
@@ -168,8 +177,8 @@ def transfer_figures(d: Data) -> list[Path]:
         x = np.arange(len(cols)) + (i - 0.5) * 0.38
         diffs = {col: (g[col] - g["dense"]) * 100 for col in cols}
         ax2.bar(x, [diffs[col].mean() for col in cols], width=0.36, color=f"C{i + 2}",
-                label=f"round-{lv} tickets: consensus {g.density.mean():.0%}, bespoke/random "
-                      f"{g.bespoke_density.mean():.0%}")
+                label=f"round-{lv} tickets: consensus at {g.density.mean():.0%} (bespoke and random "
+                      "interpolated to it)")
         for j, col in enumerate(cols):
             ax2.plot([x[j]] * len(g), diffs[col], "k.", ms=4)
     ax2.axhline(0, color="k", lw=0.8)

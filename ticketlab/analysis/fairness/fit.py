@@ -209,7 +209,14 @@ def intensification_fit(
             raise ConfigError(f"class_accuracy has {len(ys)} levels (rows) but null_slope has {arr.size} values; "
                               "give one per level or one for all")
         nulls = [float(v) for v in arr]
-    counts = [None] * len(ys) if runs is None else [int(v) for v in np.broadcast_to(np.asarray(runs), (len(ys),))]
+    if runs is None:
+        counts = [None] * len(ys)
+    else:
+        arr = np.asarray(runs).reshape(-1)
+        if arr.size not in (1, len(ys)):
+            raise ConfigError(f"class_accuracy has {len(ys)} levels (rows) but runs has {arr.size} values; give one "
+                              "per level or one for all")
+        counts = [int(v) for v in np.broadcast_to(arr, (len(ys),))]
     rel = np.nan if reliability is None else float(reliability)
     out = []
     for level, d, y_all, null, count in zip(lv, dens, ys, nulls, counts):

@@ -94,6 +94,10 @@ def fit_noise(runs: Sequence[FairnessRun]) -> tuple[float | None, dict[int, tupl
     """
     if len(runs) < 2:
         return None, None
+    widths = {np.asarray(r.class_accuracy).shape[-1] for r in runs}
+    if len(widths) > 1:
+        raise ConfigError(f"fit_noise: the runs have different numbers of classes ({sorted(widths)}); a "
+                          "population's runs share one test set")
     dense = np.stack([np.asarray(r.class_accuracy, dtype=np.float64)[r.row(0)] for r in runs])
     reliability = dense_reliability(dense)
     nulls = {}

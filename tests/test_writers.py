@@ -315,6 +315,24 @@ def test_a_full_disk_while_the_ticket_is_created_is_one_line(tmpfs, tmp_path):
     assert list(folder.iterdir()) == []
 
 
+def test_a_full_disk_while_copying_is_one_line_about_the_copy(tmpfs, tmp_path):
+    """``store.copy_ticket`` onto a full disk: an OutputError naming the destination (not the source as damaged),
+    no temporary file left, the source unchanged; where there is room the same copy succeeds."""
+    src = tmp_path / "run.h5"
+    make_ticket(src, levels=2, branches=("reinit",))
+    before = src.read_bytes()
+    folder = tmpfs(f"size={4 * len(before) // 1024 + 64}k")
+    dst = folder / "copy.h5"
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    (folder / "filler").write_bytes(b"\0" * max(free - 4096, 0))
+    with pytest.raises(OutputError, match=f"cannot write {dst}: No space left on device"):
+        store.copy_ticket(src, dst)
+    assert sorted(p.name for p in folder.iterdir()) == ["filler"] and src.read_bytes() == before
+    (folder / "filler").unlink()
+    store.copy_ticket(src, dst)
+    assert store.open_ticket(dst).levels == store.open_ticket(src).levels
+
+
 def test_a_full_disk_during_training_keeps_the_file(tmpfs, tmp_path, monkeypatch):
     """A level that does not fit: one line, and the ticket file keeps every completed level, byte for byte."""
     src = tmp_path / "run.h5"

@@ -13,6 +13,7 @@ datasets (LeNet-300-100 with controls, 15 levels: 2.8 MB → 1.6 MB; docs/perfor
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +24,7 @@ from ticketlab.outputs import atomic_output
 from ticketlab.store.level import _create_group
 from ticketlab.store.reader import TicketFile
 from ticketlab.store.schema import _check_new_path, _errors, _now, _open_h5
+from ticketlab.store.writer import IN_MEMORY_MAX_BYTES, _check_free_space
 
 __all__ = ["copy_ticket"]
 
@@ -57,23 +59,37 @@ def copy_ticket(src: str | os.PathLike, dst: str | os.PathLike, *, level_weights
     with TicketFile(src) as t:
         t.summary()
     keep = None if checkpoints is None else set(checkpoints)
-    with (_open_h5(src, "r") as fin, atomic_output(dst) as tmp,
-          h5py.File(tmp, "w", track_order=True, libver=LIBVER) as fout, _errors(src)):
-        fout.attrs.update(dict(fin.attrs))
-        for name, obj in fin.items():
-            if name == "weights":
-                w = _create_group(fout, "weights")
-                for point, g in obj.items():
-                    if keep is None or point in keep:
-                        _copy(g, w, point)
-            elif name == "levels":
-                levels = _create_group(fout, "levels")
-                for key, g in obj.items():
-                    _copy_level(fin, g, levels, key, level_weights)
-            else:
-                _copy(obj, fout, name)
-        fout.attrs["updated"] = _now()
+    with _open_h5(src, "r") as fin, atomic_output(dst) as tmp:
+        if src.stat().st_size <= IN_MEMORY_MAX_BYTES:
+            # built in memory and written with plain I/O, as the writer's transactions: a full disk is then one
+            # OutputError from atomic_output, not HDF5 failing on close (which h5py does not survive cleanly)
+            image = io.BytesIO()
+            with h5py.File(image, "w", track_order=True, libver=LIBVER) as fout, _errors(src):
+                _fill(fin, fout, keep, level_weights)
+            with open(tmp, "wb") as out, image.getbuffer() as data:
+                out.write(data)
+        else:
+            _check_free_space(dst, src.stat().st_size)
+            with h5py.File(tmp, "w", track_order=True, libver=LIBVER) as fout, _errors(src):
+                _fill(fin, fout, keep, level_weights)
     return dst
+
+
+def _fill(fin: h5py.File, fout: h5py.File, keep: set[str] | None, level_weights: bool) -> None:
+    fout.attrs.update(dict(fin.attrs))
+    for name, obj in fin.items():
+        if name == "weights":
+            w = _create_group(fout, "weights")
+            for point, g in obj.items():
+                if keep is None or point in keep:
+                    _copy(g, w, point)
+        elif name == "levels":
+            levels = _create_group(fout, "levels")
+            for key, g in obj.items():
+                _copy_level(fin, g, levels, key, level_weights)
+        else:
+            _copy(obj, fout, name)
+    fout.attrs["updated"] = _now()
 
 
 def _copy_level(fin: h5py.File, g: h5py.Group, parent: h5py.Group, key: str, weights: bool) -> None:

@@ -95,3 +95,12 @@ def test_notebooks_match_generator() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main(["--check"]) == 0, "run python scripts/make_notebooks.py and commit the result"
+
+
+def test_reproductions_notebook_matches_its_generator() -> None:
+    """analysis/05_reproductions.ipynb is exactly what scripts/make_repro_notebook.py writes."""
+    generator = ROOT / "scripts" / "make_repro_notebook.py"
+    spec = importlib.util.spec_from_file_location("make_repro_notebook", generator)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0, "run python scripts/make_repro_notebook.py and commit the result"

@@ -364,7 +364,7 @@ def _bad_files(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
         f.attrs["schema_version"] = store.SCHEMA_VERSION + 1
     return {
         "missing": (tmp_path / "missing.h5", "no such file"),
-        "directory": (tmp_path, "is a directory"),
+        "directory": (tmp_path, "is a directory, not a ticket file; give the ticket files in it"),
         "not hdf5": (text, "not an HDF5 file"),
         "truncated": (truncated, "truncated or corrupted"),
         "corrupted": (corrupted, "truncated or corrupted"),

@@ -173,7 +173,8 @@ def _open_h5(path: Path, mode: str, locking: bool | None = None) -> h5py.File:
     if not path.exists():
         raise TicketFileError(f"{path}: no such file")
     if path.is_dir():
-        raise TicketFileError(f"{path}: is a directory, not a ticket file")
+        raise TicketFileError(f"{path}: is a directory, not a ticket file; give the ticket files in it (e.g. "
+                              f"{path}/*.h5), or a study directory (one holding manifest.json)")
     check_global_heaps(path)
     kwargs = {} if locking is None else {"locking": locking}
     try:

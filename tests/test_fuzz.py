@@ -1,7 +1,8 @@
 """Fuzzing every reader of ticket files with corrupted variants (issue 9): nothing wrong gets in.
 
-Seeded corrupted variants of three small ticket files (one written with checksums, the same with the checksums
-stripped as files written before them are, one with a logged-metrics level) are made by flipping, truncating and
+Seeded corrupted variants of four small ticket files (one written with checksums, the same with the checksums
+stripped as files written before them are, one with a logged-metrics level, and a compact copy in the HDF5 1.10
+object format of ``store.copy_ticket``) are made by flipping, truncating and
 zeroing bytes and by h5py edits (attributes set to inf / arrays / wrong types / non-UTF-8 bytes, datasets deleted,
 reshaped, replaced by scalars or by huge declared shapes, tensor shapes with huge dimensions, kept = -3,
 accuracy 42.0, masks and predictions rewritten, levels renamed). Every reader runs on every variant, in-process:
@@ -118,7 +119,10 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> list[Base]:
         make_ticket(p, levels=2, seed=1, n_test=40, branches=("reinit",))
     _strip_checksums(unchecked)
     _add_logged_level(logged)
-    return [_inventory("checked", checked), _inventory("unchecked", unchecked), _inventory("logged", logged)]
+    # a compact copy (store.copy_ticket): the HDF5 1.10 object format the shipped examples and studies are in
+    compact = store.copy_ticket(checked, d / "compact.h5")
+    return [_inventory("checked", checked), _inventory("unchecked", unchecked), _inventory("logged", logged),
+            _inventory("compact", compact)]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -13,6 +13,9 @@
    HDF5 1.10 format) against an ``H5Ocopy`` of the same objects (the baseline: each object keeps its old layout),
    for a small model with many levels, branches and training curves (LeNet-300-100 shapes, 15 levels, two
    controls), where chunk indexes dominate.
+5. The size of a 6-level run with trained weights and an evaluation at every level, written by the writer in
+   the HDF5 1.10 object format (what ticketlab writes since 0.3) against the same run in the 1.8 format (the
+   baseline, what it wrote before), for LeNet-300-100, ResNet-20 and VGG-16 shapes.
 """
 
 from __future__ import annotations
@@ -115,6 +118,11 @@ def main() -> None:
         print("\n4. compact copy (1.10 format, object by object) vs H5Ocopy of the same objects")
         compact_copy_sizes(Path(tmp), rng)
 
+        print("\n5. a 6-level run with trained weights: 1.10 object format vs 1.8 (before 0.3)")
+        print(f"{'model':>10}  {'datasets':>8}  {'1.8 MB':>8}  {'1.10 MB':>8}  {'ratio':>6}")
+        for model in ("lenet300", "resnet20") + (() if args.quick else ("vgg16",)):
+            run_file_sizes(Path(tmp), model, rng)
+
 
 def compact_copy_sizes(tmp: Path, rng: np.random.Generator, levels: int = 15) -> None:
     """A LeNet-300-100-shaped chain with two control branches per level and an evaluation with a training curve
@@ -146,6 +154,41 @@ def compact_copy_sizes(tmp: Path, rng: np.random.Generator, levels: int = 15) ->
         f.visititems(lambda _, o: n.__setitem__(0, n[0] + isinstance(o, h5py.Dataset)))
     a, b = compact.stat().st_size, baseline.stat().st_size
     print(f"{n[0]} datasets: copy_ticket {a / 1e6:.2f} MB, H5Ocopy {b / 1e6:.2f} MB, ratio {a / b:.2f}")
+
+
+def run_file_sizes(tmp: Path, model: str, rng: np.random.Generator, levels: int = 6) -> None:
+    """One run written twice through the writer, in the 1.10 and the 1.8 object format: its file sizes."""
+    import ticketlab.store.writer as writer
+    from ticketlab.models import create_model, prunable_tensors
+
+    net = create_model(model, num_classes=10)
+    tensors = prunable_tensors(net)
+    state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    labels = rng.integers(0, 10, 10_000)
+    sizes = {}
+    for name, libver in (("1.8", ("earliest", "latest")), ("1.10", writer.LIBVER)):
+        saved, writer.LIBVER = writer.LIBVER, libver
+        try:
+            path = tmp / f"{model}-{name}.h5"
+            store.create(path, tensors=tensors, model=model, method="bench", seed=0, config={},
+                         dataset=store.DatasetInfo("data", 10, [str(i) for i in range(10)], labels),
+                         init_weights=state, overwrite=True)
+            w = store.TicketWriter(path)
+            density = 1.0
+            for level in range(levels):
+                masks = {t.name: np.random.default_rng(level).random(t.shape) < density for t in tensors}
+                ev = Evaluation.from_predictions(labels, rng.integers(0, 10, 10_000), 0.1, 10,
+                                                 curve={"iteration": np.arange(10), "test_accuracy": np.ones(10)})
+                w.write_level(level, masks, evaluation=ev, weights=state)
+                density *= 0.8
+            sizes[name] = path.stat().st_size
+        finally:
+            writer.LIBVER = saved
+    n = [0]
+    with h5py.File(tmp / f"{model}-1.10.h5", "r") as f:
+        f.visititems(lambda _, o: n.__setitem__(0, n[0] + isinstance(o, h5py.Dataset)))
+    a, b = sizes["1.8"], sizes["1.10"]
+    print(f"{model:>10}  {n[0]:>8}  {a / 1e6:>8.2f}  {b / 1e6:>8.2f}  {b / a:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -656,15 +656,45 @@ def _h5_objects(path: Path) -> dict[str, tuple]:
     return out
 
 
+def _in_the_1_8_format(path: Path, out: Path) -> Path:
+    """The objects of ``path`` rewritten into a file of HDF5's default (1.8) object format, as ticketlab wrote
+    files before 0.3."""
+    from ticketlab.store.copy import _copy
+
+    with h5py.File(path, "r") as fin, h5py.File(out, "w", track_order=True) as fout:
+        fout.attrs.update(dict(fin.attrs))
+        for name in fin:
+            _copy(fin[name], fout, name)
+    return out
+
+
+def test_new_files_are_in_the_1_10_format_and_old_ones_still_read(tmp_path):
+    path = tmp_path / "new.h5"
+    make_ticket(path, levels=2, branches=("reinit",))
+    old = _in_the_1_8_format(path, tmp_path / "old.h5")
+    assert _h5_objects(old) == _h5_objects(path)
+    # a small checksummed dataset: 1.10's chunk index is a few bytes, 1.8's a 2 KiB version-1 B-tree
+    assert path.stat().st_size < 0.8 * old.stat().st_size, (path.stat().st_size, old.stat().st_size)
+    a, b = store.open_ticket(path), store.open_ticket(old)
+    assert a.summary().equals(b.summary())
+    for level in a.levels:
+        for name, m in a.masks(level).items():
+            np.testing.assert_array_equal(b.masks(level)[name], m)
+    # an old file appended to keeps reading, and its new level is written in the 1.10 format
+    store.TicketWriter(old).write_level(3, {t.name: np.ones(t.shape, bool) for t in TOY_TENSORS})
+    assert store.open_ticket(old).levels == [*a.levels, 3]
+
+
 def test_a_copy_is_the_same_objects_in_the_compact_1_10_format(tmp_path):
     path = tmp_path / "full.h5"
     make_ticket(path, levels=3, branches=("reinit", "shuffle"))
-    copy = store.copy_ticket(path, tmp_path / "copy.h5")
+    old = _in_the_1_8_format(path, tmp_path / "old.h5")
+    copy = store.copy_ticket(old, tmp_path / "copy.h5")
     assert _h5_objects(copy) == _h5_objects(path)       # every dataset: type, shape, chunks, filters, values
-    # the objects are new ones in the 1.10 format: an H5Ocopy of the same objects keeps the old layouts and is
-    # larger (each checksummed dataset drags a version-1 B-tree along)
+    # the objects are new ones in the 1.10 format: an H5Ocopy of an old file's objects keeps their old layouts
+    # and is larger (each checksummed dataset drags a version-1 B-tree along)
     ocopy = tmp_path / "ocopy.h5"
-    with h5py.File(path, "r") as fin, h5py.File(ocopy, "w", libver=("v110", "latest")) as fout:
+    with h5py.File(old, "r") as fin, h5py.File(ocopy, "w", libver=("v110", "latest")) as fout:
         for name in fin:
             fin.copy(fin[name], fout, name=name)
     assert copy.stat().st_size < 0.8 * ocopy.stat().st_size, (copy.stat().st_size, ocopy.stat().st_size)

@@ -24,12 +24,10 @@ from ticketlab.outputs import atomic_output
 from ticketlab.store.level import _create_group
 from ticketlab.store.reader import TicketFile
 from ticketlab.store.schema import _check_new_path, _errors, _now, _open_h5
-from ticketlab.store.writer import IN_MEMORY_MAX_BYTES, _check_free_space
+from ticketlab.store.writer import IN_MEMORY_MAX_BYTES, LIBVER, _check_free_space
 
 __all__ = ["copy_ticket"]
 
-#: The HDF5 object format of copies (see the module docstring).
-LIBVER = ("v110", "latest")
 
 
 def copy_ticket(src: str | os.PathLike, dst: str | os.PathLike, *, level_weights: bool = True,

@@ -34,6 +34,9 @@ __all__ = ["create", "TicketWriter", "write_ticket"]
 #: Transactions on files up to this size are made on an in-memory image of the file (see :func:`_file_image`);
 #: larger files are copied on disk and changed there.
 IN_MEMORY_MAX_BYTES = 512 * 2**20
+#: The HDF5 object format of every file ticketlab writes (docs/format.md, "HDF5 format"): 1.10, whose chunk index
+#: for a small chunked (checksummed) dataset is a few bytes instead of a 2 KiB version-1 B-tree.
+LIBVER = ("v110", "latest")
 
 
 @contextlib.contextmanager
@@ -51,7 +54,7 @@ def _file_image(path: Path, mode: str) -> Iterator[h5py.File]:
         if mode == "r+":
             with open(path, "rb") as src:
                 shutil.copyfileobj(src, image, 1 << 20)
-        with h5py.File(image, mode, **({"track_order": True} if mode == "w" else {})) as f:
+        with h5py.File(image, mode, libver=LIBVER, **({"track_order": True} if mode == "w" else {})) as f:
             yield f
         with open(tmp, "wb") as dst, image.getbuffer() as data:
             dst.write(data)
@@ -187,7 +190,7 @@ class TicketWriter:
                 f.attrs["updated"] = _now()
             return
         _check_free_space(self.path, size)
-        with atomic_output(self.path, copy_existing=True) as tmp, h5py.File(tmp, "r+") as f:
+        with atomic_output(self.path, copy_existing=True) as tmp, h5py.File(tmp, "r+", libver=LIBVER) as f:
             _check_writable(f, self.path)
             yield f
             f.attrs["updated"] = _now()

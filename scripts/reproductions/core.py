@@ -128,6 +128,23 @@ def _level_near(f, density: float) -> int:
     return int((m - density).abs().idxmin())
 
 
+def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] = (6, 4)):
+    """``(figure, axes)``: a figure of ticketlab's plots (Agg canvas, constrained layout, no pyplot state)."""
+    from ticketlab.plots import new_figure
+
+    fig = new_figure(*size)
+    return fig, fig.subplots(nrows, ncols)
+
+
+def save(fig, name: str) -> Path:
+    """Write ``fig`` to ``docs/figures/<name>`` (``ticketlab.plots.save_figure``: atomic, no dates in the file, so
+    a redrawn figure of unchanged data is the same bytes)."""
+    from ticketlab.plots import save_figure
+
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, FIGURES / name, dpi=110)
+
+
 def _density_axis(ax) -> None:
     """A log axis of weights remaining (%), densest on the left, with plain percentage ticks."""
     from matplotlib.ticker import FixedLocator, NullLocator

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .core import FIGURES, Claim, Data, Item, _branch, _density_axis, _in, _level_near, _mean, _register
+from .core import Claim, Data, Item, _branch, _density_axis, _in, _level_near, _mean, _register, figure, save
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -60,12 +60,8 @@ def _claim_near_dense(density: float, tolerance: float) -> Callable[[Data], tupl
 
 
 def lth_figures(d: Data) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     f = d.frame
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = figure(1, 2, size=(11, 4))
     styles = {"main": ("winning ticket (rewind to init)", "C0"), "reinit": ("reinit control", "C1"),
               "random": ("random-mask control", "C2")}
     for branch, (label, color) in styles.items():
@@ -82,12 +78,7 @@ def lth_figures(d: Data) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"LeNet-300-100 / MNIST, Frankle & Carbin protocol reduced ({seeds} seeds; bands: min-max)")
-    fig.tight_layout()
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    out = FIGURES / "lth_lenet300.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out]
+    return [save(fig, "lth_lenet300.png")]
 
 
 def _random_masks(tensors, density: float, seed: int = 0) -> dict[str, np.ndarray]:
@@ -148,12 +139,8 @@ def _claim_random_effective(d: Data) -> tuple[str, bool]:
 
 
 def effective_figures(d: Data) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     imp, rand = _effective(d)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = figure(1, 1, size=(5.5, 4))
     ax.plot(imp.direct * 100, imp.effective * 100, "o", ms=3, label="IMP tickets (all seeds, levels)")
     ax.plot(rand.direct * 100, rand.effective * 100, "x", color="C3", label="random masks (layer-wise uniform)")
     lim = [0.05, 100]
@@ -165,11 +152,7 @@ def effective_figures(d: Data) -> list[Path]:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     ax.set_title("LeNet-300-100: effective vs direct density")
-    fig.tight_layout()
-    out = FIGURES / "effective_sparsity.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out]
+    return [save(fig, "effective_sparsity.png")]
 
 
 def _fairness(d: Data):
@@ -269,13 +252,9 @@ def _claim_fairness_fit(d: Data) -> tuple[str, bool]:
 
 
 def fairness_figures(d: Data) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fr = _fairness(d)
     fr.to_csv(d.dir / "fairness.csv", index=False)   # what the notebook shows; --check recomputes it
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = figure(1, 1, size=(5.5, 4))
     ax.plot(fr.density * 100, fr.flagged, "o-", label="classes flagged (Welch p < 0.05)")
     ax2 = ax.twinx()
     ax2.plot(fr.density * 100, fr.pies, "s--", color="C3", label="PIEs (test examples)")
@@ -288,11 +267,7 @@ def fairness_figures(d: Data) -> list[Path]:
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
-    fig.tight_layout()
-    out = FIGURES / "who_pays.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out]
+    return [save(fig, "who_pays.png")]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .core import FIGURES, Claim, Data, Item, _branch, _density_axis, _register, _study
+from .core import Claim, Data, Item, _branch, _density_axis, _register, _study, figure, save
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -195,10 +195,6 @@ def _claim_masks_structured_worse(d: Data) -> tuple[str, bool]:
 
 
 def masks_figures(d: Data) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ov = _masks_overlap(d)
     ov.to_csv(d.dir / "overlap.csv", index=False)  # what the notebook shows; --check recomputes it
     g, eff = _masks_structure(d)
@@ -206,7 +202,7 @@ def masks_figures(d: Data) -> list[Path]:
     eff.to_csv(d.dir / "effective.csv", index=False)
     acc = _masks_accuracy(d)
     colours = {k: f"C{i}" for i, k in enumerate(MASK_METHODS)}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    fig, axes = figure(2, 2, size=(11, 8))
     ax = axes[0, 0]
     for key, label in MASK_METHODS.items():
         a = acc.loc[key]
@@ -257,11 +253,7 @@ def masks_figures(d: Data) -> list[Path]:
     ax.set_ylabel("effective / direct density")
     ax.set_title("Weights kept but disconnected (Vysogorets & Kempe)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    out = FIGURES / "paganini_methods_lenet5.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out]
+    return [save(fig, "paganini_methods_lenet5.png")]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .core import FIGURES, ROOT, WORK, Claim, Data, Item, _branch, _density_axis, _register, _train
+from .core import ROOT, WORK, Claim, Data, Item, _branch, _density_axis, _register, _train, figure, save
 from .renda import RENDA
 
 
@@ -172,17 +172,13 @@ def _claim_structure(d: Data) -> tuple[str, bool]:
 
 
 def paganini_figures(d: Data) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ov = _seed_overlap(d)
     ov.to_csv(d.dir / "seed_overlap.csv", index=False)                 # what the notebook shows;
     _method_overlap(d).to_csv(d.dir / "method_overlap.csv", index=False)  # --check recomputes them
     ov = ov.assign(ratio=ov.jaccard / ov.expected)
     g = ov.groupby("level").agg(density=("density", "mean"), r=("ratio", "mean"), lo=("ratio", "min"),
                                 hi=("ratio", "max"))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = figure(1, 2, size=(11, 4))
     ax = axes[0]
     ax.plot(g.density * 100, g.r, "o-", ms=3, label="different seeds, layer-wise IMP (lth; min-max over pairs)")
     ax.fill_between(g.density * 100, g.lo, g.hi, alpha=0.2)
@@ -205,11 +201,7 @@ def paganini_figures(d: Data) -> list[Path]:
     ax.set_ylim(min(t[cols].min()) * 100 - 0.5, max(t[cols].max()) * 100 + 0.3)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"consensus at {t.density.mean():.1%} vs bespoke at {t.bespoke_density.mean():.1%}")
-    fig.tight_layout()
-    out = FIGURES / "paganini_overlap_consensus.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out]
+    return [save(fig, "paganini_overlap_consensus.png")]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .core import FIGURES, Claim, Data, Item, _branch, _mean, _register
+from .core import Claim, Data, Item, _branch, _mean, _register, figure, save
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -37,12 +37,8 @@ def _claim_renda(a: str, b: str, min_compression: float, margin: float) -> Calla
 
 
 def renda_figures(d: Data) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     f = _branch(d.frame, "main")
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figure(1, 1, size=(6, 4))
     for i, (reset, label) in enumerate(RENDA.items()):
         sub = f[f.reset == reset]
         g = sub.groupby("level").agg(c=("compression", "mean"), m=("accuracy", "mean"), lo=("accuracy", "min"),
@@ -55,11 +51,7 @@ def renda_figures(d: Data) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"LeNet-300-100, SGD + step schedule, equal budgets ({f.seed.nunique()} seeds)")
-    fig.tight_layout()
-    out = FIGURES / "renda_rewinding.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out]
+    return [save(fig, "renda_rewinding.png")]
 
 
 # ---------------------------------------------------------------------------------------------------------------

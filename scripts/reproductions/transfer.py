@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .core import (FIGURES, ROOT, Claim, Data, Item, _chain_file, _register, _study, _train, load_spec_config,
+from .core import (ROOT, Claim, Data, Item, _chain_file, _register, _study, _train, figure, load_spec_config, save,
                    spec_path)
 
 
@@ -150,12 +150,8 @@ def _claim_transfer(a: str, b: str, margin: float, op: str = ">") -> Callable[[D
 
 
 def transfer_figures(d: Data) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     t = _transfer_table(d)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (ax, ax2) = figure(1, 2, size=(12, 4))
     cols = ["dense_target", "bespoke", "transfer", "random"]
     labels = ["dense (target)", "bespoke ticket", "transferred ticket", "random mask"]
     for i, (src, g) in enumerate(t.groupby("source")):
@@ -186,11 +182,7 @@ def transfer_figures(d: Data) -> list[Path]:
     ax2.set_ylabel("test accuracy − dense network's (points)")
     ax2.set_title(f"Consensus of one initialisation's tickets, on each subset ({c.seed.nunique()} seeds)")
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    out = FIGURES / "ticket_transfer.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return [out]
+    return [save(fig, "ticket_transfer.png")]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ fraction of weights (``docs/conventions.md``)::
     runs = frames.runs_frame(["rewind_s0.h5", "rewind_s1.h5", "finetune_s0.h5"])
     fig = plots.accuracy_vs_density(runs)          # one line per method, bands over seeds
     plots.save_figure(fig, "accuracy.pdf")         # .png, .pdf or .svg
+    fig = plots.new_figure(6, 4)                   # a blank figure of the same kind, for your own axes
 
     frames.plot_files("overlap", ["rewind_s0.h5:8", "rewind_s1.h5:8"])  # what `ticketlab plot` draws
 
@@ -45,7 +46,7 @@ structure_vs_density           a study: fully pruned groups and effective densit
 =============================  =================================================================================
 """
 
-from ticketlab.plots._style import COLORBLIND, FORMATS, figure_format, palette, save_figure
+from ticketlab.plots._style import COLORBLIND, FORMATS, figure_format, new_figure, palette, save_figure
 from ticketlab.plots.accuracy import accuracy_vs_density, early_stop_vs_density, metric_vs_density
 from ticketlab.plots.fairness import (class_accuracy_plot, class_drop_plot, excess_drop_plot, hooker_plot,
                                       intensification_plot, pie_plot)
@@ -57,7 +58,7 @@ from ticketlab.plots.study import (class_drops_by_method, hooker_by_method, meth
                                    study_accuracy, study_early_stop, study_metric_vs_density)
 
 __all__ = [
-    "COLORBLIND", "FORMATS", "figure_format", "palette", "save_figure",
+    "COLORBLIND", "FORMATS", "figure_format", "new_figure", "palette", "save_figure",
     "accuracy_vs_density", "early_stop_vs_density", "metric_vs_density",
     "layer_density_heatmap", "layer_density_lines",
     "jaccard_heatmap", "jaccard_vs_level",

@@ -82,9 +82,10 @@ class IMPRun:
                  log: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.path = Path(path)
-        #: Where level 0's mask comes from when the run starts from a given ticket (``train --mask``): set by the
-        #: caller before :meth:`run` as ``{"mask": "FILE:LEVEL", "init": "ticket" or "fresh"}``; recorded in the
-        #: file's config (``start``) and method, so that such a run is never taken for an IMP chain from dense.
+        #: Where level 0's mask comes from when the run starts from a given ticket (``train --mask``): a
+        #: :func:`~ticketlab.lottery.start.start_record` set by the caller before :meth:`run` (else made by it from
+        #: the ``start_mask`` given); recorded in the file's config (``start``) and method, so that such a run is
+        #: never taken for an IMP chain from dense.
         self.start: dict[str, str] | None = None
         self.dist = Distributed.from_environment(device)
         self.device = self.dist.device if self.dist.active else resolve_device(device)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import h5py
 
@@ -74,44 +74,33 @@ def copy_ticket(src: str | os.PathLike, dst: str | os.PathLike, *, level_weights
 
 
 def _fill(fin: h5py.File, fout: h5py.File, keep: set[str] | None, level_weights: bool) -> None:
+    def wanted(path: str) -> bool:
+        """Whether the object at ``path`` is copied: run-wide checkpoints in ``keep`` (all when None), and the
+        weights of levels (``levels/L/...``) and branches (``levels/L/branches/B/...``) with ``level_weights``."""
+        parts = path.strip("/").split("/")
+        if parts[0] == "weights" and len(parts) == 2:
+            return keep is None or parts[1] in keep
+        if parts[0] == "levels" and len(parts) in (3, 5) and parts[-1] in ("weights", "init_weights"):
+            return level_weights
+        return True
+
     fout.attrs.update(dict(fin.attrs))
     for name, obj in fin.items():
-        if name == "weights":
-            w = _create_group(fout, "weights")
-            for point, g in obj.items():
-                if keep is None or point in keep:
-                    _copy(g, w, point)
-        elif name == "levels":
-            levels = _create_group(fout, "levels")
-            for key, g in obj.items():
-                _copy_level(fin, g, levels, key, level_weights)
-        else:
-            _copy(obj, fout, name)
+        _copy(obj, fout, name, wanted)
     fout.attrs["updated"] = _now()
 
 
-def _copy_level(fin: h5py.File, g: h5py.Group, parent: h5py.Group, key: str, weights: bool) -> None:
-    out = _create_group(parent, key)
-    out.attrs.update(dict(g.attrs))
-    for name, obj in g.items():
-        if name in ("weights", "init_weights") and not weights:
-            continue
-        if name == "branches":
-            branches = _create_group(out, "branches")
-            for b, bg in obj.items():
-                _copy_level(fin, bg, branches, b, weights)
-        else:
-            _copy(obj, out, name)
-
-
-def _copy(obj: h5py.Group | h5py.Dataset, parent: h5py.Group, name: str) -> None:
-    """Copy a group (recursively) or a dataset into ``parent`` as new objects of the file's format, with the same
-    type, shape, chunks, filters (compression, shuffle, checksums) and attributes."""
+def _copy(obj: h5py.Group | h5py.Dataset, parent: h5py.Group, name: str,
+          wanted: Callable[[str], bool] = lambda path: True) -> None:
+    """Copy a group (recursively, the objects ``wanted(path)`` accepts) or a dataset into ``parent`` as new objects
+    of the file's format, with the same type, shape, chunks, filters (compression, shuffle, checksums) and
+    attributes."""
     if isinstance(obj, h5py.Group):
         out = _create_group(parent, name)
         out.attrs.update(dict(obj.attrs))
         for key, child in obj.items():
-            _copy(child, out, key)
+            if wanted(child.name):
+                _copy(child, out, key, wanted)
         return
     kwargs = {}
     if obj.chunks is not None:

@@ -208,14 +208,10 @@ def fairness_of_files(specs: Sequence[str], *, level: int | None = None, section
         result = fairness_analysis(runs, level, labels=labels, class_names=class_names, alpha=alpha, shift=shift,
                                    ties=ties, sections=per_run, effect=effect)
         if "fit" in sections:  # per run, but its null_slope is estimated from the run's population
-            fits: dict[int, pd.DataFrame] = {}
-            for p in pops:
-                part = fairness_analysis([runs[i] for i in p.members], level, sections=["fit"])["fit"]
-                start = 0
-                for i in p.members:  # each run's rows, one per pruned level, in the order of the members
-                    n = int((np.asarray(runs[i].levels) != 0).sum())
-                    fits[i], start = part.iloc[start:start + n], start + n
-            result["fit"] = pd.concat([fits[i] for i in range(len(runs))], ignore_index=True)
+            fits = pd.concat([fairness_analysis([runs[i] for i in p.members], level, sections=["fit"])["fit"]
+                              for p in pops], ignore_index=True)
+            order = {r.name: i for i, r in enumerate(runs)}   # back in the order of the runs given
+            result["fit"] = fits.sort_values("run", key=lambda c: c.map(order), kind="stable", ignore_index=True)
         by_name = {r.name: member_of[i] for i, r in enumerate(runs)}
         for frame in result.values():
             frame["population"] = frame["run"].map(by_name)

@@ -5,6 +5,7 @@
     python scripts/reproduce.py lth                 # run the reduced study, ship its files, draw its figures
     python scripts/reproduce.py lth --full          # the paper's protocol (a GPU study; hours)
     python scripts/reproduce.py lth --check         # recompute every stated claim from data/studies/lth/
+    python scripts/reproduce.py --figures-only lth  # redraw docs/figures/ from the shipped files
 
 A reproduction is a study spec (``studies/repro-<study>.toml`` at the paper's protocol, ``-reduced.toml`` for a
 CPU), optional extra runs (``ticketlab train --mask ...``), and claims stated as code. Running one writes the study
@@ -95,7 +96,7 @@ def check(item: Item, root: Path = SHIPPED, data: Data | None = None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="examples:\n" + __doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", metavar="NAME", help="reproductions to run or check (see --list)")
     p.add_argument("--list", action="store_true", help="print the names, one per line")
